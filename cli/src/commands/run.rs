@@ -1,0 +1,169 @@
+//! `herd run`: start a command and stream its output.
+
+use std::collections::HashMap;
+use std::io::Write;
+
+use anyhow::Context;
+use herd_proto::units::{parse_duration, parse_size};
+use herd_proto::v1::{
+    Command, ExecuteDistributedCommandRequest, Limits, NetworkMode, ProcessState,
+    TerminateProcessRequest, process_event,
+};
+
+use super::{Connected, exit_code_of, report_failure};
+
+/// Start a command on a worker and stream its output
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Run on this worker only
+    #[arg(long)]
+    worker: Option<String>,
+    /// Run only on a worker with this label; repeatable
+    #[arg(short, long = "label", value_name = "KEY=VALUE")]
+    labels: Vec<String>,
+    /// Set an environment variable; repeatable
+    #[arg(short, long = "env", value_name = "KEY=VALUE")]
+    env: Vec<String>,
+    /// Absolute working directory inside the sandbox [default: /]
+    #[arg(short, long)]
+    workdir: Option<String>,
+    /// Memory limit, such as 64m or 1Gi (k, m, g are powers of 1024)
+    #[arg(short, long)]
+    memory: Option<String>,
+    /// CPU quota in cores, such as 0.5 or 2
+    #[arg(long, allow_negative_numbers = true)]
+    cpus: Option<f64>,
+    /// Maximum number of processes and threads
+    #[arg(long, alias = "pids")]
+    pids_limit: Option<u64>,
+    /// Wall-clock limit, such as 30s or 5m
+    #[arg(long)]
+    timeout: Option<String>,
+    /// none: a private network with loopback only; host: the host's network
+    #[arg(long, value_parser = ["none", "host"], default_value = "none")]
+    network: String,
+    /// User name or uid to run as [default: the worker's default user]
+    #[arg(short, long)]
+    user: Option<String>,
+    /// Process id to use; repeating a request with the same id attaches to
+    /// the existing process
+    #[arg(long)]
+    id: Option<String>,
+    /// Print the process id and return at once
+    #[arg(short, long)]
+    detach: bool,
+    /// The command and its arguments
+    #[arg(last = true, required = true, value_name = "CMD")]
+    command: Vec<String>,
+}
+
+/// Parses repeated KEY=VALUE flags.
+fn key_values(flag: &str, items: &[String]) -> anyhow::Result<HashMap<String, String>> {
+    let mut map = HashMap::new();
+    for item in items {
+        match item.split_once('=') {
+            Some((key, value)) if !key.is_empty() => {
+                map.insert(key.to_owned(), value.to_owned());
+            }
+            _ => anyhow::bail!("invalid {flag} {item:?}: expected KEY=VALUE"),
+        }
+    }
+    Ok(map)
+}
+
+fn build_request(args: Args) -> anyhow::Result<(ExecuteDistributedCommandRequest, bool)> {
+    let memory_bytes = args
+        .memory
+        .as_deref()
+        .map(parse_size)
+        .transpose()
+        .context("invalid --memory")?;
+    let timeout_ms = args
+        .timeout
+        .as_deref()
+        .map(parse_duration)
+        .transpose()
+        .context("invalid --timeout")?
+        .map(|timeout| timeout.as_millis() as u64);
+    let network = match args.network.as_str() {
+        "host" => NetworkMode::Host,
+        _ => NetworkMode::None,
+    };
+    let request = ExecuteDistributedCommandRequest {
+        id: args.id.unwrap_or_default(),
+        command: Some(Command {
+            args: args.command,
+            env: key_values("--env", &args.env)?,
+            workdir: args.workdir.unwrap_or_default(),
+            user: args.user.unwrap_or_default(),
+            network: network as i32,
+        }),
+        limits: Some(Limits {
+            memory_bytes,
+            cpus: args.cpus,
+            pids: args.pids_limit,
+            timeout_ms,
+        }),
+        worker_id: args.worker.unwrap_or_default(),
+        labels: key_values("--label", &args.labels)?,
+        queue_timeout_ms: 0,
+    };
+    Ok((request, args.detach))
+}
+
+pub async fn run(mut client: Connected, args: Args) -> anyhow::Result<u8> {
+    let (request, detach) = build_request(args)?;
+    let mut events = client
+        .execute_distributed_command(request)
+        .await
+        .map_err(|status| anyhow::anyhow!("{}", status.message()))?
+        .into_inner();
+    let mut process_id = String::new();
+    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+    let mut stdout = std::io::stdout().lock();
+    let mut stderr = std::io::stderr().lock();
+    loop {
+        let message = tokio::select! {
+            message = events.message() => message,
+            _ = interrupt.recv(), if !process_id.is_empty() => {
+                eprintln!("herd: terminating process {process_id}");
+                let request = TerminateProcessRequest { id: process_id.clone(), ..Default::default() };
+                if let Err(status) = client.terminate_process(request).await {
+                    eprintln!("herd: failed to terminate process {process_id}: {}", status.message());
+                }
+                continue;
+            }
+        };
+        let event = message
+            .map_err(|status| anyhow::anyhow!("{}", status.message()))?
+            .and_then(|event| event.event);
+        match event {
+            Some(process_event::Event::Accepted(status)) => {
+                process_id = status.id;
+                if detach {
+                    println!("{process_id}");
+                    return Ok(0);
+                }
+            }
+            Some(process_event::Event::Started(_)) => {}
+            Some(process_event::Event::Output(chunk)) => {
+                let sink: &mut dyn Write = if chunk.stream == 2 {
+                    &mut stderr
+                } else {
+                    &mut stdout
+                };
+                sink.write_all(&chunk.data)?;
+                sink.flush()?;
+            }
+            Some(process_event::Event::Finished(status)) => {
+                if status.state != ProcessState::Completed as i32 {
+                    report_failure(&status);
+                }
+                return Ok(exit_code_of(&status));
+            }
+            None => {
+                anyhow::bail!("the manager closed the stream before process {process_id} ended")
+            }
+        }
+    }
+}

@@ -1,0 +1,43 @@
+//! herd: the command-line client.
+
+mod client;
+mod commands;
+mod output;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = match commands::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            // Usage errors exit 125 like every other failure of herd itself,
+            // so scripts can tell them from the command's own exit codes.
+            let code = if error.use_stderr() {
+                commands::HERD_FAILED
+            } else {
+                0
+            };
+            let _ = error.print();
+            return ExitCode::from(code);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("herd: failed to start the async runtime: {error}");
+            return ExitCode::from(commands::HERD_FAILED);
+        }
+    };
+    match runtime.block_on(cli.run()) {
+        Ok(code) => ExitCode::from(code),
+        Err(error) => {
+            eprintln!("herd: {error:#}");
+            ExitCode::from(commands::HERD_FAILED)
+        }
+    }
+}

@@ -1,0 +1,237 @@
+//! The client API, `herd.v1.ProcessManagementService`.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use herd_proto::v1::process_management_service_server::ProcessManagementService;
+use herd_proto::v1::worker_process_service_client::WorkerProcessServiceClient;
+use herd_proto::v1::{
+    ExecuteDistributedCommandRequest, GetProcessStatusRequest, ListProcessesRequest,
+    ListProcessesResponse, ListWorkersRequest, ListWorkersResponse, OutputChunk, ProcessEvent,
+    ProcessState, ProcessStatus, Reason, StreamOutputRequest, TerminateProcessRequest,
+    WaitProcessRequest, WorkerTerminateRequest,
+};
+use tokio::sync::mpsc;
+use tokio_stream::Stream;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::server::UdsConnectInfo;
+use tonic::{Request, Response, Status};
+
+use crate::registry::Constraints;
+use crate::state::{Manager, is_terminal};
+use crate::store::StoreError;
+use crate::{dispatch, follow, validate};
+
+/// Messages buffered per client stream; a slow client slows its follower,
+/// never the manager.
+const STREAM_BUFFER: usize = 16;
+
+type Streamed<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+/// Implements the client API over the shared manager state.
+#[derive(Debug)]
+pub struct ProcessApi {
+    pub manager: Arc<Manager>,
+}
+
+impl From<StoreError> for Status {
+    fn from(error: StoreError) -> Status {
+        match error {
+            StoreError::AlreadyExists(_) => Status::already_exists(error.to_string()),
+            StoreError::NotFound(_) => Status::not_found(error.to_string()),
+            StoreError::OutputGap { .. } => Status::internal(error.to_string()),
+        }
+    }
+}
+
+impl From<validate::InvalidField> for Status {
+    fn from(error: validate::InvalidField) -> Status {
+        Status::invalid_argument(error.to_string())
+    }
+}
+
+/// Returns the caller's identity: `uid:N` on the unix socket, empty when
+/// the transport carries none.
+fn caller<T>(request: &Request<T>) -> String {
+    request
+        .extensions()
+        .get::<UdsConnectInfo>()
+        .and_then(|info| info.peer_cred)
+        .map(|cred| format!("uid:{}", cred.uid()))
+        .unwrap_or_default()
+}
+
+fn new_id() -> String {
+    format!("{:012x}", rand::random::<u64>() & 0xffff_ffff_ffff)
+}
+
+impl ProcessApi {
+    fn status(&self, id: &str) -> Result<ProcessStatus, Status> {
+        validate::process_id(id)?;
+        self.manager
+            .store
+            .get(id)
+            .ok_or_else(|| Status::not_found(format!("process {id} not found")))
+    }
+
+    fn stream<T: Send + 'static>(receiver: mpsc::Receiver<Result<T, Status>>) -> Streamed<T> {
+        Box::pin(ReceiverStream::new(receiver))
+    }
+}
+
+#[tonic::async_trait]
+impl ProcessManagementService for ProcessApi {
+    type ExecuteDistributedCommandStream = Streamed<ProcessEvent>;
+    type StreamOutputStream = Streamed<OutputChunk>;
+
+    async fn execute_distributed_command(
+        &self,
+        request: Request<ExecuteDistributedCommandRequest>,
+    ) -> Result<Response<Self::ExecuteDistributedCommandStream>, Status> {
+        let owner = caller(&request);
+        let request = request.into_inner();
+        validate::execute_request(&request)?;
+        let id = if request.id.is_empty() {
+            new_id()
+        } else {
+            request.id.clone()
+        };
+        let status = ProcessStatus {
+            id: id.clone(),
+            state: ProcessState::Pending as i32,
+            owner,
+            command: request.command,
+            limits: request.limits,
+            created_at: Some(SystemTime::now().into()),
+            ..ProcessStatus::default()
+        };
+        match self.manager.store.insert(status) {
+            Ok(()) => {
+                tracing::info!(process_id = %id, "process accepted");
+                let constraints = Constraints {
+                    worker_id: request.worker_id,
+                    labels: request.labels,
+                    excluded: Vec::new(),
+                };
+                tokio::spawn(dispatch::run(self.manager.clone(), id.clone(), constraints));
+            }
+            // A repeated id attaches to the process it already names.
+            Err(StoreError::AlreadyExists(_)) => {}
+            Err(error) => return Err(error.into()),
+        }
+        let (sender, receiver) = mpsc::channel(STREAM_BUFFER);
+        tokio::spawn(follow::events(self.manager.clone(), id, sender));
+        Ok(Response::new(Self::stream(receiver)))
+    }
+
+    async fn terminate_process(
+        &self,
+        request: Request<TerminateProcessRequest>,
+    ) -> Result<Response<ProcessStatus>, Status> {
+        let request = request.into_inner();
+        let status = self.status(&request.id)?;
+        if is_terminal(&status) {
+            let state = ProcessState::try_from(status.state).unwrap_or_default();
+            return Err(Status::failed_precondition(format!(
+                "process {} already ended ({})",
+                request.id,
+                state.short_name()
+            )));
+        }
+        if status.state == ProcessState::Pending as i32 && request.signal.is_none() {
+            self.manager
+                .mark_finished(&request.id, aborted_while_pending());
+            return Ok(Response::new(self.status(&request.id)?));
+        }
+        let channel = self
+            .manager
+            .registry
+            .channel(&status.worker_id)
+            .ok_or_else(|| {
+                Status::unavailable(format!(
+                    "worker {} of process {} is not reachable",
+                    status.worker_id, request.id
+                ))
+            })?;
+        let worker_request = WorkerTerminateRequest {
+            process_id: request.id.clone(),
+            grace_ms: request.grace_ms,
+            signal: request.signal,
+        };
+        WorkerProcessServiceClient::new(channel)
+            .terminate_process(worker_request)
+            .await?;
+        tracing::info!(process_id = %request.id, signal = request.signal, "terminate sent");
+        Ok(Response::new(self.status(&request.id)?))
+    }
+
+    async fn get_process_status(
+        &self,
+        request: Request<GetProcessStatusRequest>,
+    ) -> Result<Response<ProcessStatus>, Status> {
+        Ok(Response::new(self.status(&request.into_inner().id)?))
+    }
+
+    async fn list_processes(
+        &self,
+        request: Request<ListProcessesRequest>,
+    ) -> Result<Response<ListProcessesResponse>, Status> {
+        let all = request.into_inner().all;
+        let processes = self
+            .manager
+            .store
+            .list()
+            .into_iter()
+            .filter(|status| all || !is_terminal(status))
+            .collect();
+        Ok(Response::new(ListProcessesResponse { processes }))
+    }
+
+    async fn stream_output(
+        &self,
+        request: Request<StreamOutputRequest>,
+    ) -> Result<Response<Self::StreamOutputStream>, Status> {
+        let request = request.into_inner();
+        self.status(&request.id)?;
+        let (sender, receiver) = mpsc::channel(STREAM_BUFFER);
+        let manager = self.manager.clone();
+        tokio::spawn(follow::output(
+            manager,
+            request.id,
+            request.offset,
+            request.follow,
+            sender,
+        ));
+        Ok(Response::new(Self::stream(receiver)))
+    }
+
+    async fn wait_process(
+        &self,
+        request: Request<WaitProcessRequest>,
+    ) -> Result<Response<ProcessStatus>, Status> {
+        let id = request.into_inner().id;
+        self.status(&id)?;
+        let status = follow::terminal(&self.manager, &id)
+            .await
+            .ok_or_else(|| Status::not_found(format!("process {id} not found")))?;
+        Ok(Response::new(status))
+    }
+
+    async fn list_workers(
+        &self,
+        _request: Request<ListWorkersRequest>,
+    ) -> Result<Response<ListWorkersResponse>, Status> {
+        Ok(Response::new(ListWorkersResponse {
+            workers: self.manager.registry.list(),
+        }))
+    }
+}
+
+fn aborted_while_pending() -> herd_proto::v1::ExitStatus {
+    herd_proto::v1::ExitStatus {
+        reason: Reason::TerminatedByUser as i32,
+        error: "terminated by request before it started".to_owned(),
+        ..Default::default()
+    }
+}

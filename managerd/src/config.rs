@@ -1,0 +1,107 @@
+//! The manager's settings: flags, the TOML config file, and defaults, in
+//! that order of precedence.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use herd_proto::endpoint::Endpoint;
+use herd_proto::units::parse_duration;
+use serde::Deserialize;
+
+const DEFAULT_CONFIG: &str = "/etc/herd/managerd.toml";
+const DEFAULT_LISTEN: &str = "unix:///run/herd/managerd.sock";
+const DEFAULT_LEASE: &str = "10s";
+const DEFAULT_QUEUE_TIMEOUT: &str = "30s";
+
+/// herd-managerd: registers workers, places commands on them and keeps
+/// their records and output.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+pub struct Flags {
+    /// TOML config file [default: /etc/herd/managerd.toml, if present]
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Endpoint to serve on; repeatable [default: unix:///run/herd/managerd.sock]
+    #[arg(long)]
+    pub listen: Vec<String>,
+    /// Folder for the manager's state
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
+    /// Time without a heartbeat after which a worker is lost, such as 10s
+    #[arg(long)]
+    pub worker_lease: Option<String>,
+    /// How long a request waits for a matching worker before it fails
+    #[arg(long)]
+    pub queue_timeout: Option<String>,
+}
+
+/// The config file's settings; each has a flag of the same name.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct File {
+    #[serde(default)]
+    pub listen: Vec<String>,
+    pub state_dir: Option<PathBuf>,
+    pub worker_lease: Option<String>,
+    pub queue_timeout: Option<String>,
+}
+
+/// The resolved settings.
+#[derive(Debug)]
+pub struct Config {
+    pub listen: Vec<Endpoint>,
+    pub worker_lease: Duration,
+    pub queue_timeout: Duration,
+}
+
+impl Config {
+    /// Merges flags over the config file over defaults, checking each value.
+    pub fn load(flags: Flags) -> anyhow::Result<Config> {
+        let named = flags.config.is_some();
+        let path = flags
+            .config
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG));
+        let file: File = herd_proto::daemon::load_config(&path, named)?;
+
+        let mut listen = if flags.listen.is_empty() {
+            file.listen
+        } else {
+            flags.listen
+        };
+        if listen.is_empty() {
+            listen.push(DEFAULT_LISTEN.to_owned());
+        }
+        let listen = listen
+            .iter()
+            .map(|text| text.parse().context("invalid --listen"))
+            .collect::<anyhow::Result<Vec<Endpoint>>>()?;
+        let worker_lease = positive_duration(
+            "--worker-lease",
+            flags.worker_lease.or(file.worker_lease),
+            DEFAULT_LEASE,
+        )?;
+        let queue_timeout = positive_duration(
+            "--queue-timeout",
+            flags.queue_timeout.or(file.queue_timeout),
+            DEFAULT_QUEUE_TIMEOUT,
+        )?;
+        // NOTE: the state folder holds nothing yet; records live in memory.
+        let _ = flags.state_dir.or(file.state_dir);
+        Ok(Config {
+            listen,
+            worker_lease,
+            queue_timeout,
+        })
+    }
+}
+
+fn positive_duration(flag: &str, value: Option<String>, default: &str) -> anyhow::Result<Duration> {
+    let text = value.unwrap_or_else(|| default.to_owned());
+    let duration = parse_duration(&text).with_context(|| format!("invalid {flag}"))?;
+    if duration.is_zero() {
+        anyhow::bail!("invalid {flag} {text:?}: use a positive duration such as {default}");
+    }
+    Ok(duration)
+}

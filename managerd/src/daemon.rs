@@ -1,0 +1,122 @@
+//! The manager daemon's life: listeners, the lease monitor, and shutdown.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use herd_proto::daemon::{Listener, bind};
+use herd_proto::v1::process_management_service_server::ProcessManagementServiceServer;
+use herd_proto::v1::worker_registration_service_server::WorkerRegistrationServiceServer;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::watch;
+use tonic::transport::Server;
+
+use crate::api::ProcessApi;
+use crate::config::Config;
+use crate::registration_api::RegistrationApi;
+use crate::registry::Registry;
+use crate::state::Manager;
+use crate::store::MemoryStore;
+
+/// How often leases are checked; a lost worker is noticed at most this late.
+const LEASE_CHECK: Duration = Duration::from_millis(200);
+
+/// Access mode of the manager's unix socket.
+const SOCKET_MODE: u32 = 0o660;
+
+/// Runs the manager until SIGTERM or SIGINT.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let manager = Arc::new(Manager {
+        store: Arc::new(MemoryStore::default()),
+        registry: Registry::default(),
+        lease: config.worker_lease,
+        queue_timeout: config.queue_timeout,
+    });
+    let mut listeners = Vec::new();
+    for endpoint in &config.listen {
+        listeners.push(bind(endpoint, SOCKET_MODE).await?);
+        tracing::info!(listen = %endpoint, "manager listening");
+    }
+    tokio::spawn(monitor_leases(manager.clone()));
+
+    let (stop, stopped) = watch::channel(false);
+    let mut servers = Vec::new();
+    for listener in listeners {
+        servers.push(tokio::spawn(serve(
+            listener,
+            manager.clone(),
+            stopped.clone(),
+        )));
+    }
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    let _ = stop.send(true);
+    for server in servers {
+        server.await??;
+    }
+    Ok(())
+}
+
+/// Marks workers whose lease ran out as lost, and their processes as
+/// FAILED/WORKER_LOST.
+async fn monitor_leases(manager: Arc<Manager>) {
+    let mut ticks = tokio::time::interval(LEASE_CHECK);
+    loop {
+        ticks.tick().await;
+        for worker_id in manager.registry.expire(manager.lease) {
+            tracing::warn!(worker_id, "worker lost: no heartbeat within the lease");
+            let error = format!(
+                "worker {worker_id} lost: no heartbeat for {}",
+                herd_proto::units::format_duration(manager.lease)
+            );
+            manager.fail_lost(&worker_id, &[], &error);
+        }
+    }
+}
+
+async fn serve(
+    listener: Listener,
+    manager: Arc<Manager>,
+    mut stopped: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<ProcessManagementServiceServer<ProcessApi>>()
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(herd_proto::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let router = Server::builder()
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(ProcessManagementServiceServer::new(ProcessApi {
+            manager: manager.clone(),
+        }))
+        .add_service(WorkerRegistrationServiceServer::new(RegistrationApi {
+            manager,
+        }));
+    let shutdown = async move {
+        let _ = stopped.wait_for(|stop| *stop).await;
+    };
+    match listener {
+        Listener::Unix(incoming) => {
+            router
+                .serve_with_incoming_shutdown(incoming, shutdown)
+                .await?
+        }
+        Listener::Tcp(incoming) => {
+            router
+                .serve_with_incoming_shutdown(incoming, shutdown)
+                .await?
+        }
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let mut terminate = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut interrupt = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = terminate.recv() => {}
+        _ = interrupt.recv() => {}
+    }
+}

@@ -1,0 +1,71 @@
+//! The worker-facing API, `herd.v1.WorkerRegistrationService`.
+
+use std::sync::Arc;
+
+use herd_proto::v1::worker_registration_service_server::WorkerRegistrationService;
+use herd_proto::v1::{
+    HeartbeatRequest, HeartbeatResponse, RegisterWorkerRequest, RegisterWorkerResponse,
+};
+use tonic::{Request, Response, Status};
+
+use crate::registry::RegistryError;
+use crate::state::Manager;
+
+/// Implements worker registration and heartbeats.
+#[derive(Debug)]
+pub struct RegistrationApi {
+    pub manager: Arc<Manager>,
+}
+
+impl From<RegistryError> for Status {
+    fn from(error: RegistryError) -> Status {
+        match error {
+            RegistryError::Unknown(_) => Status::not_found(error.to_string()),
+            RegistryError::InvalidId(_) | RegistryError::InvalidAddress { .. } => {
+                Status::invalid_argument(format!("{error:#}"))
+            }
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl WorkerRegistrationService for RegistrationApi {
+    async fn register_worker(
+        &self,
+        request: Request<RegisterWorkerRequest>,
+    ) -> Result<Response<RegisterWorkerResponse>, Status> {
+        let request = request.into_inner();
+        self.manager.registry.register(
+            &request.id,
+            &request.name,
+            &request.address,
+            request.labels,
+        )?;
+        tracing::info!(worker_id = %request.id, address = %request.address, "worker registered");
+        // Whatever the worker no longer runs was lost when it went away.
+        self.manager.fail_lost(
+            &request.id,
+            &request.running_process_ids,
+            &format!(
+                "worker {} restarted and no longer runs the process",
+                request.id
+            ),
+        );
+        let lease = self.manager.lease;
+        Ok(Response::new(RegisterWorkerResponse {
+            heartbeat_interval_ms: (lease / 3).as_millis() as u64,
+            lease_ms: lease.as_millis() as u64,
+        }))
+    }
+
+    async fn heartbeat(
+        &self,
+        request: Request<HeartbeatRequest>,
+    ) -> Result<Response<HeartbeatResponse>, Status> {
+        let request = request.into_inner();
+        self.manager
+            .registry
+            .heartbeat(&request.worker_id, request.metrics)?;
+        Ok(Response::new(HeartbeatResponse {}))
+    }
+}

@@ -1,0 +1,242 @@
+//! The worker registry: who is registered, their leases, and placement.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime};
+
+use herd_proto::endpoint::Endpoint;
+use herd_proto::v1::{WorkerInfo, WorkerMetrics, WorkerState};
+use tokio::sync::Notify;
+use tonic::transport::Channel;
+
+/// A registered worker.
+#[derive(Debug, Clone)]
+pub struct Worker {
+    pub info: WorkerInfo,
+    pub channel: Channel,
+    last_seen: Instant,
+}
+
+/// Errors from registering a worker.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("invalid worker id {0:?}: use 1-64 letters, digits, '.', '_' or '-'")]
+    InvalidId(String),
+    #[error("invalid worker address {address:?}")]
+    InvalidAddress {
+        address: String,
+        #[source]
+        source: herd_proto::endpoint::EndpointError,
+    },
+    #[error("worker {0} is not registered; register it again")]
+    Unknown(String),
+}
+
+/// Which workers may take a request.
+#[derive(Debug, Default, Clone)]
+pub struct Constraints {
+    pub worker_id: String,
+    pub labels: HashMap<String, String>,
+    /// Workers that already failed this request.
+    pub excluded: Vec<String>,
+}
+
+/// All workers the manager knows, by id.
+#[derive(Debug, Default)]
+pub struct Registry {
+    workers: Mutex<HashMap<String, Worker>>,
+    /// Woken when a worker registers, so queued requests try again.
+    pub changed: Notify,
+}
+
+impl Registry {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Worker>> {
+        self.workers.lock().expect("registry lock poisoned")
+    }
+
+    /// Adds or refreshes a worker and marks it READY.
+    pub fn register(
+        &self,
+        id: &str,
+        name: &str,
+        address: &str,
+        labels: HashMap<String, String>,
+    ) -> Result<(), RegistryError> {
+        if !herd_proto::names::is_valid_id(id) {
+            return Err(RegistryError::InvalidId(id.to_owned()));
+        }
+        let endpoint: Endpoint =
+            address
+                .parse()
+                .map_err(|source| RegistryError::InvalidAddress {
+                    address: address.to_owned(),
+                    source,
+                })?;
+        let channel = endpoint
+            .connect_lazy()
+            .map_err(|source| RegistryError::InvalidAddress {
+                address: address.to_owned(),
+                source,
+            })?;
+        let info = WorkerInfo {
+            id: id.to_owned(),
+            name: name.to_owned(),
+            address: address.to_owned(),
+            labels,
+            state: WorkerState::Ready as i32,
+            running: 0,
+            last_heartbeat: Some(SystemTime::now().into()),
+            metrics: None,
+        };
+        let worker = Worker {
+            info,
+            channel,
+            last_seen: Instant::now(),
+        };
+        self.lock().insert(id.to_owned(), worker);
+        self.changed.notify_waiters();
+        Ok(())
+    }
+
+    /// Renews a READY worker's lease.
+    pub fn heartbeat(&self, id: &str, metrics: Option<WorkerMetrics>) -> Result<(), RegistryError> {
+        let mut workers = self.lock();
+        let worker = workers
+            .get_mut(id)
+            .filter(|worker| worker.info.state == WorkerState::Ready as i32)
+            .ok_or_else(|| RegistryError::Unknown(id.to_owned()))?;
+        worker.last_seen = Instant::now();
+        worker.info.last_heartbeat = Some(SystemTime::now().into());
+        worker.info.metrics = metrics;
+        Ok(())
+    }
+
+    /// Marks READY workers whose lease ran out as LOST and returns their ids.
+    pub fn expire(&self, lease: Duration) -> Vec<String> {
+        let mut lost = Vec::new();
+        for worker in self.lock().values_mut() {
+            let ready = worker.info.state == WorkerState::Ready as i32;
+            if ready && worker.last_seen.elapsed() > lease {
+                worker.info.state = WorkerState::Lost as i32;
+                lost.push(worker.info.id.clone());
+            }
+        }
+        lost
+    }
+
+    /// Picks the READY worker that meets `constraints` and has the fewest
+    /// running processes, and counts one more process on it.
+    pub fn place(&self, constraints: &Constraints) -> Option<Worker> {
+        let mut workers = self.lock();
+        let chosen = workers
+            .values_mut()
+            .filter(|worker| matches(worker, constraints))
+            .min_by(|a, b| (a.info.running, &a.info.id).cmp(&(b.info.running, &b.info.id)))?;
+        chosen.info.running += 1;
+        Some(chosen.clone())
+    }
+
+    /// Counts one process fewer on `id`.
+    pub fn release(&self, id: &str) {
+        if let Some(worker) = self.lock().get_mut(id) {
+            worker.info.running = worker.info.running.saturating_sub(1);
+        }
+    }
+
+    /// Returns the channel to a worker that is not LOST.
+    pub fn channel(&self, id: &str) -> Option<Channel> {
+        let workers = self.lock();
+        let worker = workers.get(id)?;
+        (worker.info.state != WorkerState::Lost as i32).then(|| worker.channel.clone())
+    }
+
+    /// Returns every worker, sorted by id.
+    pub fn list(&self) -> Vec<WorkerInfo> {
+        let mut infos: Vec<WorkerInfo> = self.lock().values().map(|w| w.info.clone()).collect();
+        infos.sort_by(|a, b| a.id.cmp(&b.id));
+        infos
+    }
+}
+
+fn matches(worker: &Worker, constraints: &Constraints) -> bool {
+    let info = &worker.info;
+    info.state == WorkerState::Ready as i32
+        && (constraints.worker_id.is_empty() || constraints.worker_id == info.id)
+        && !constraints.excluded.contains(&info.id)
+        && constraints
+            .labels
+            .iter()
+            .all(|(key, value)| info.labels.get(key) == Some(value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn registry_with(ids: &[&str]) -> Registry {
+        let registry = Registry::default();
+        for id in ids {
+            let labels = HashMap::from([("zone".to_owned(), format!("zone-{id}"))]);
+            registry
+                .register(id, id, &format!("unix:///tmp/{id}.sock"), labels)
+                .unwrap();
+        }
+        registry
+    }
+
+    #[tokio::test]
+    async fn placement_prefers_fewest_running() {
+        let registry = registry_with(&["w1", "w2"]);
+        let first = registry.place(&Constraints::default()).unwrap();
+        let second = registry.place(&Constraints::default()).unwrap();
+        assert_ne!(first.info.id, second.info.id);
+        registry.release(&first.info.id);
+        let third = registry.place(&Constraints::default()).unwrap();
+        assert_eq!(third.info.id, first.info.id);
+    }
+
+    #[tokio::test]
+    async fn placement_honours_id_labels_and_exclusions() {
+        let registry = registry_with(&["w1", "w2"]);
+        let by_id = Constraints {
+            worker_id: "w2".into(),
+            ..Constraints::default()
+        };
+        assert_eq!(registry.place(&by_id).unwrap().info.id, "w2");
+        let by_label = Constraints {
+            labels: HashMap::from([("zone".into(), "zone-w1".into())]),
+            ..Constraints::default()
+        };
+        assert_eq!(registry.place(&by_label).unwrap().info.id, "w1");
+        let excluded = Constraints {
+            worker_id: "w1".into(),
+            excluded: vec!["w1".into()],
+            ..Constraints::default()
+        };
+        assert!(registry.place(&excluded).is_none());
+    }
+
+    #[tokio::test]
+    async fn expired_worker_is_lost_until_it_registers() {
+        let registry = registry_with(&["w1"]);
+        assert_eq!(registry.expire(Duration::ZERO), vec!["w1".to_owned()]);
+        assert!(registry.place(&Constraints::default()).is_none());
+        assert!(registry.heartbeat("w1", None).is_err());
+        registry
+            .register("w1", "w1", "unix:///tmp/w1.sock", HashMap::new())
+            .unwrap();
+        assert!(registry.place(&Constraints::default()).is_some());
+    }
+
+    #[tokio::test]
+    async fn bad_registrations_are_rejected() {
+        let registry = Registry::default();
+        let bad_id = registry.register("", "n", "unix:///tmp/x.sock", HashMap::new());
+        assert!(matches!(bad_id, Err(RegistryError::InvalidId(_))));
+        let bad_address = registry.register("w", "n", "nowhere", HashMap::new());
+        assert!(matches!(
+            bad_address,
+            Err(RegistryError::InvalidAddress { .. })
+        ));
+    }
+}

@@ -1,0 +1,163 @@
+//! Pieces both daemons share: loading the TOML config file, logging setup
+//! and binding the listening socket.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
+
+use crate::endpoint::Endpoint;
+
+/// Errors from loading a config file or binding a listener.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("failed to read config file {path}")]
+    ReadConfig {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("invalid config file {path}: {message}")]
+    ParseConfig { path: PathBuf, message: String },
+    #[error("failed to listen on {endpoint}")]
+    Listen {
+        endpoint: Endpoint,
+        #[source]
+        source: io::Error,
+    },
+    #[error(
+        "cannot listen on {0}: https needs TLS settings, which this build does not support yet"
+    )]
+    TlsUnsupported(Endpoint),
+}
+
+/// Loads a TOML config file. A missing file is an error only when the
+/// operator named it; the default path may be absent.
+pub fn load_config<T: DeserializeOwned + Default>(
+    path: &Path,
+    named: bool,
+) -> Result<T, DaemonError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(error) if error.kind() == io::ErrorKind::NotFound && !named => {
+            return Ok(T::default());
+        }
+        Err(source) => {
+            return Err(DaemonError::ReadConfig {
+                path: path.to_owned(),
+                source,
+            });
+        }
+    };
+    toml::from_str(&text).map_err(|error| DaemonError::ParseConfig {
+        path: path.to_owned(),
+        message: error.message().to_owned(),
+    })
+}
+
+/// Sets up `tracing` to write text to stderr, filtered by `RUST_LOG`
+/// (default `info`).
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(io::stderr)
+        .with_ansi(io::IsTerminal::is_terminal(&io::stderr()))
+        .init();
+}
+
+/// A bound listener, ready to hand to tonic.
+#[derive(Debug)]
+pub enum Listener {
+    Unix(UnixListenerStream),
+    Tcp(TcpListenerStream),
+}
+
+/// Binds `endpoint`. For a unix socket it creates the parent folder, removes
+/// a stale socket file left by an earlier run, and sets `mode` on the new
+/// socket.
+pub async fn bind(endpoint: &Endpoint, mode: u32) -> Result<Listener, DaemonError> {
+    let listen_error = |source| DaemonError::Listen {
+        endpoint: endpoint.clone(),
+        source,
+    };
+    match endpoint {
+        Endpoint::Unix(path) => {
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).map_err(listen_error)?;
+            }
+            remove_stale_socket(path).map_err(listen_error)?;
+            let listener = tokio::net::UnixListener::bind(path).map_err(listen_error)?;
+            set_mode(path, mode).map_err(listen_error)?;
+            Ok(Listener::Unix(UnixListenerStream::new(listener)))
+        }
+        Endpoint::Http(authority) => {
+            let listener = tokio::net::TcpListener::bind(authority)
+                .await
+                .map_err(listen_error)?;
+            Ok(Listener::Tcp(TcpListenerStream::new(listener)))
+        }
+        Endpoint::Https(_) => Err(DaemonError::TlsUnsupported(endpoint.clone())),
+    }
+}
+
+/// Removes `path` if it is a socket nobody listens on, so a daemon can start
+/// after a crash; a live socket is left alone and the bind then fails.
+fn remove_stale_socket(path: &Path) -> io::Result<()> {
+    use std::os::unix::fs::FileTypeExt;
+    let Ok(metadata) = std::fs::symlink_metadata(path) else {
+        return Ok(());
+    };
+    if !metadata.file_type().is_socket() {
+        return Ok(());
+    }
+    if std::os::unix::net::UnixStream::connect(path).is_ok() {
+        return Err(io::Error::new(
+            io::ErrorKind::AddrInUse,
+            "another process is listening on this socket",
+        ));
+    }
+    std::fs::remove_file(path)
+}
+
+fn set_mode(path: &Path, mode: u32) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Default, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Sample {
+        name: Option<String>,
+    }
+
+    #[test]
+    fn missing_default_config_is_empty() {
+        let config: Sample = load_config(Path::new("/nonexistent/herd.toml"), false).unwrap();
+        assert_eq!(config.name, None);
+    }
+
+    #[test]
+    fn missing_named_config_is_an_error() {
+        let error = load_config::<Sample>(Path::new("/nonexistent/herd.toml"), true).unwrap_err();
+        assert!(error.to_string().contains("/nonexistent/herd.toml"));
+    }
+
+    #[test]
+    fn unknown_key_names_the_file() {
+        let dir = std::env::temp_dir().join(format!("herd-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("bad.toml");
+        std::fs::write(&path, "nmae = \"x\"\n").unwrap();
+        let error = load_config::<Sample>(&path, true).unwrap_err().to_string();
+        assert!(error.contains("bad.toml"), "{error}");
+        assert!(error.contains("nmae"), "{error}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

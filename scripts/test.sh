@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Runs every test: formatting, lints, unit tests, and the end-to-end tests
+# that start the real binaries (as root; they skip without it).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [[ $(id -u) -ne 0 ]]; then
+  echo "test: not root, so the end-to-end tests will skip; run with sudo to run them" >&2
+fi
+for tool in ps bash sh; do
+  command -v "$tool" >/dev/null || { echo "test: $tool is missing (apt-get install procps)" >&2; exit 1; }
+done
+
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo build --workspace --bins --locked
+cargo test --workspace --locked

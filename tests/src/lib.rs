@@ -1,0 +1,323 @@
+//! A cluster of real herd binaries for end-to-end tests: one manager and
+//! named workers on unix sockets in a temporary folder, each worker with a
+//! cgroup parent of its own.
+//!
+//! The binaries come from the same target folder as the test executable, so
+//! `cargo build --workspace --bins` must run before the tests (the
+//! Makefile's `test` target does).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+static CLUSTERS: AtomicUsize = AtomicUsize::new(0);
+
+/// Reports whether the tests can run: they need root for namespaces and
+/// cgroups. Prints why when they cannot.
+pub fn can_run() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    if !root {
+        eprintln!("skipping: end-to-end tests need root for namespaces and cgroups");
+    }
+    root
+}
+
+/// Returns the folder holding the built binaries: the parent of `deps/`,
+/// where the test executable lives.
+fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let deps = exe.parent().expect("deps folder");
+    deps.parent().expect("target profile folder").to_owned()
+}
+
+/// Returns the path of a built herd binary.
+pub fn binary(name: &str) -> PathBuf {
+    let path = bin_dir().join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --workspace --bins` first",
+        path.display()
+    );
+    path
+}
+
+/// A manager and its workers, stopped when dropped.
+#[derive(Debug)]
+pub struct Cluster {
+    pub dir: tempfile::TempDir,
+    pub lease: Duration,
+    tag: String,
+    manager: Option<Child>,
+    workers: HashMap<String, Child>,
+    extra_worker_env: Vec<(String, String)>,
+}
+
+impl Cluster {
+    /// Starts a manager with the given worker lease and workers named
+    /// `ids`, and waits until all are registered.
+    pub fn start(ids: &[&str], lease: Duration) -> Cluster {
+        Cluster::start_with_env(ids, lease, &[])
+    }
+
+    /// Like [`Cluster::start`], with extra environment for the workers.
+    pub fn start_with_env(ids: &[&str], lease: Duration, env: &[(&str, &str)]) -> Cluster {
+        let number = CLUSTERS.fetch_add(1, Ordering::SeqCst);
+        let mut cluster = Cluster {
+            dir: tempfile::tempdir().expect("temporary folder"),
+            lease,
+            tag: format!("herd-test-{}-{number}", std::process::id()),
+            manager: None,
+            workers: HashMap::new(),
+            extra_worker_env: env
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        };
+        cluster.start_manager();
+        for id in ids {
+            cluster.start_worker(id);
+        }
+        for id in ids {
+            cluster.wait_worker_state(id, "READY", Duration::from_secs(10));
+        }
+        cluster
+    }
+
+    fn log_file(&self, name: &str) -> Stdio {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join(format!("{name}.log")))
+            .expect("log file");
+        Stdio::from(file)
+    }
+
+    /// Returns the manager's endpoint.
+    pub fn addr(&self) -> String {
+        format!("unix://{}", self.dir.path().join("manager.sock").display())
+    }
+
+    fn start_manager(&mut self) {
+        let lease = format!("{}ms", self.lease.as_millis());
+        let child = Command::new(binary("herd-managerd"))
+            .args(["--listen", &self.addr(), "--worker-lease", &lease])
+            .args(["--queue-timeout", "5s"])
+            .arg("--state-dir")
+            .arg(self.dir.path().join("state"))
+            .stdout(Stdio::null())
+            .stderr(self.log_file("manager"))
+            .spawn()
+            .expect("start herd-managerd");
+        self.manager = Some(child);
+        wait_for_path(&self.dir.path().join("manager.sock"));
+    }
+
+    /// Returns the cgroup parent a worker of this cluster uses.
+    pub fn cgroup_parent(&self, id: &str) -> String {
+        format!("{}-{id}", self.tag)
+    }
+
+    /// Starts (or restarts) worker `id`.
+    pub fn start_worker(&mut self, id: &str) {
+        let socket = self.dir.path().join(format!("{id}.sock"));
+        let child = Command::new(binary("herd-workerd"))
+            .args(["--manager", &self.addr(), "--id", id])
+            .arg("--listen")
+            .arg(format!("unix://{}", socket.display()))
+            .args(["--cgroup-parent", &self.cgroup_parent(id)])
+            .envs(self.extra_worker_env.iter().cloned())
+            .stdout(Stdio::null())
+            .stderr(self.log_file(id))
+            .spawn()
+            .expect("start herd-workerd");
+        self.workers.insert(id.to_owned(), child);
+    }
+
+    /// Sends `signal` to worker `id` and reaps it.
+    pub fn stop_worker(&mut self, id: &str, signal: i32) {
+        let mut child = self.workers.remove(id).expect("worker was started");
+        // SAFETY: kill(2) on the pid of a child this cluster started.
+        unsafe { libc::kill(child.id() as i32, signal) };
+        child.wait().expect("reap worker");
+    }
+
+    /// Runs the CLI against this cluster.
+    pub fn herd(&self, args: &[&str]) -> Output {
+        Command::new(binary("herd"))
+            .env("HERD_ADDR", self.addr())
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run herd")
+    }
+
+    /// Runs the CLI and returns its stdout, asserting it exited 0.
+    pub fn herd_ok(&self, args: &[&str]) -> String {
+        let output = self.herd(args);
+        assert!(
+            output.status.success(),
+            "herd {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).expect("UTF-8 output")
+    }
+
+    /// Starts a command detached and returns its id.
+    pub fn run_detached(&self, args: &[&str]) -> String {
+        let mut full = vec!["run", "--detach"];
+        full.extend_from_slice(args);
+        self.herd_ok(&full).trim().to_owned()
+    }
+
+    /// Returns `herd status ID -o json`.
+    pub fn status(&self, id: &str) -> Value {
+        let text = self.herd_ok(&["status", id, "--output", "json"]);
+        serde_json::from_str(&text).expect("status JSON")
+    }
+
+    /// Polls the status until `done` holds, and returns it.
+    pub fn wait_status(&self, id: &str, timeout: Duration, done: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let status = self.status(id);
+            if done(&status) {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting on {id}: {status}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits until worker `id` is listed in `state`.
+    pub fn wait_worker_state(&self, id: &str, state: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let output = self.herd(&["workers", "--output", "json"]);
+            if output.status.success() {
+                let workers: Value = serde_json::from_slice(&output.stdout).expect("JSON");
+                let found = workers
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|worker| worker["id"] == id && worker["state"] == state);
+                if found {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "worker {id} not {state} in time; log:\n{}",
+                self.log(id)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Returns the stderr log of the manager or a worker.
+    pub fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.path().join(format!("{name}.log"))).unwrap_or_default()
+    }
+
+    /// Returns the command cgroups under worker `id`'s parent in every
+    /// hierarchy.
+    pub fn command_cgroups(&self, id: &str) -> Vec<PathBuf> {
+        let parent = self.cgroup_parent(id);
+        let mut found = Vec::new();
+        for dir in cgroup_dirs_named(&parent) {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                if entry.file_type().is_ok_and(|kind| kind.is_dir()) {
+                    found.push(entry.path());
+                }
+            }
+        }
+        found
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let ids: Vec<String> = self.workers.keys().cloned().collect();
+        for id in ids {
+            self.stop_worker(&id, libc::SIGTERM);
+        }
+        if let Some(mut manager) = self.manager.take() {
+            // SAFETY: kill(2) on the pid of the manager this cluster started.
+            unsafe { libc::kill(manager.id() as i32, libc::SIGTERM) };
+            let _ = manager.wait();
+        }
+        for dir in cgroup_dirs_named(&self.tag) {
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
+}
+
+/// Finds cgroup folders whose name starts with `prefix`, up to four levels
+/// below /sys/fs/cgroup.
+pub fn cgroup_dirs_named(prefix: &str) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut frontier = vec![PathBuf::from("/sys/fs/cgroup")];
+    for _ in 0..5 {
+        let mut next = Vec::new();
+        for dir in frontier {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                if !entry.file_type().is_ok_and(|kind| kind.is_dir()) {
+                    continue;
+                }
+                if entry.file_name().to_string_lossy().starts_with(prefix) {
+                    found.push(entry.path());
+                } else {
+                    next.push(entry.path());
+                }
+            }
+        }
+        frontier = next;
+    }
+    found
+}
+
+fn wait_for_path(path: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !path.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "{} did not appear",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Returns the pids of host processes whose command line is exactly `argv`.
+pub fn pids_running(argv: &[&str]) -> Vec<u32> {
+    let wanted: Vec<u8> = argv
+        .iter()
+        .flat_map(|arg| [arg.as_bytes(), b"\0"].concat())
+        .collect();
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        if cmdline == wanted {
+            pids.push(pid);
+        }
+    }
+    pids
+}

@@ -1,0 +1,153 @@
+//! `herd run` end to end: output, exit codes and final states.
+
+use std::time::Duration;
+
+use herd_tests::{Cluster, can_run};
+
+const LEASE: Duration = Duration::from_secs(3);
+
+#[test]
+fn hello_world_completes() {
+    if !can_run() {
+        return;
+    }
+    let cluster = Cluster::start(&["w1", "w2"], LEASE);
+    let output = cluster.herd(&[
+        "run",
+        "--id",
+        "hello",
+        "--",
+        "bash",
+        "-c",
+        "echo 'Hello World'",
+    ]);
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "Hello World\n");
+    assert_eq!(output.status.code(), Some(0));
+    let status = cluster.status("hello");
+    assert_eq!(status["state"], "COMPLETED");
+    assert_eq!(status["reason"], "EXITED");
+    assert_eq!(status["exit_code"], 0);
+}
+
+#[test]
+fn invalid_command_fails_127() {
+    if !can_run() {
+        return;
+    }
+    let cluster = Cluster::start(&["w1"], LEASE);
+    let output = cluster.herd(&["run", "--id", "bad", "--", "bash", "-c", "invalid_command"]);
+    assert_eq!(output.status.code(), Some(127));
+    let status = cluster.status("bad");
+    assert_eq!(status["state"], "FAILED");
+    assert_eq!(status["exit_code"], 127);
+    let error = status["error"].as_str().unwrap();
+    assert!(error.contains("command not found"), "{error}");
+}
+
+#[test]
+fn stdout_and_stderr_stay_apart() {
+    if !can_run() {
+        return;
+    }
+    let cluster = Cluster::start(&["w1"], LEASE);
+    let script = "printf out1; printf err1 >&2; printf '\\342\\200'; exit 3";
+    let output = cluster.herd(&["run", "--", "sh", "-c", script]);
+    assert_eq!(output.stdout, b"out1\xe2\x80");
+    assert!(output.stderr.starts_with(b"err1"), "{:?}", output.stderr);
+    assert_eq!(output.status.code(), Some(3));
+}
+
+#[test]
+fn missing_program_is_spawn_failed() {
+    if !can_run() {
+        return;
+    }
+    let cluster = Cluster::start(&["w1"], LEASE);
+    let output = cluster.herd(&["run", "--id", "missing", "--", "/no/such/program"]);
+    assert_eq!(output.status.code(), Some(127));
+    let status = cluster.status("missing");
+    assert_eq!(status["state"], "FAILED");
+    assert_eq!(status["reason"], "SPAWN_FAILED");
+    assert!(
+        status["error"]
+            .as_str()
+            .unwrap()
+            .contains("/no/such/program")
+    );
+
+    let output = cluster.herd(&[
+        "run",
+        "--id",
+        "nowhere",
+        "--workdir",
+        "/no/such/dir",
+        "--",
+        "true",
+    ]);
+    assert_eq!(output.status.code(), Some(126));
+    let status = cluster.status("nowhere");
+    assert_eq!(status["reason"], "SPAWN_FAILED");
+    assert!(status["error"].as_str().unwrap().contains("/no/such/dir"));
+}
+
+#[test]
+fn detached_process_can_be_waited() {
+    if !can_run() {
+        return;
+    }
+    let cluster = Cluster::start(&["w1"], LEASE);
+    let id = cluster.run_detached(&["--", "sh", "-c", "sleep 0.3; echo done; exit 7"]);
+    let waited = cluster.herd(&["wait", &id]);
+    assert_eq!(waited.status.code(), Some(7));
+    assert_eq!(cluster.herd_ok(&["logs", &id]), "done\n");
+    let listed = cluster.herd_ok(&["ps", "--all", "--quiet"]);
+    assert!(listed.lines().any(|line| line == id), "{listed}");
+    let running = cluster.herd_ok(&["ps", "--quiet"]);
+    assert!(!running.lines().any(|line| line == id), "{running}");
+}
+
+#[test]
+fn repeated_id_attaches_to_existing() {
+    if !can_run() {
+        return;
+    }
+    let cluster = Cluster::start(&["w1"], LEASE);
+    let first = cluster.herd(&["run", "--id", "once", "--", "sh", "-c", "echo $$"]);
+    let second = cluster.herd(&["run", "--id", "once", "--", "sh", "-c", "echo $$"]);
+    assert_eq!(first.stdout, second.stdout);
+    let all = cluster.herd_ok(&["ps", "--all", "--quiet"]);
+    assert_eq!(all.lines().filter(|line| *line == "once").count(), 1);
+}
+
+#[test]
+fn bad_requests_are_rejected() {
+    if !can_run() {
+        return;
+    }
+    let cluster = Cluster::start(&["w1"], LEASE);
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["run", "--workdir", "relative", "--", "true"],
+            "command.workdir",
+        ),
+        (
+            &["run", "--env", "A=B=C", "--env", "1X=y", "--", "true"],
+            "command.env",
+        ),
+        (
+            &["run", "--memory", "12q", "--", "true"],
+            "invalid --memory",
+        ),
+        (&["run", "--cpus", "-1", "--", "true"], "limits.cpus"),
+        (&["run", "--id", "../etc", "--", "true"], "invalid id"),
+        (&["kill", "--signal", "BOGUS", "x"], "invalid signal"),
+        (&["status", "no-such-process"], "not found"),
+    ];
+    for (args, expected) in cases {
+        let output = cluster.herd(args);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(125), "{args:?}: {stderr}");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    }
+    assert_eq!(cluster.herd_ok(&["ps", "--all", "--quiet"]), "");
+}

@@ -1,0 +1,86 @@
+//! Worker loss, restart and recovery.
+
+use std::time::{Duration, Instant};
+
+use herd_tests::{Cluster, can_run, pids_running};
+
+const LEASE: Duration = Duration::from_secs(2);
+
+#[test]
+fn killed_worker_loses_its_process() {
+    if !can_run() {
+        return;
+    }
+    let mut cluster = Cluster::start(&["w1"], LEASE);
+    let script = "sleep 100 & disown; exec sleep 101";
+    let id = cluster.run_detached(&["--worker", "w1", "--", "bash", "-c", script]);
+    cluster.wait_status(&id, Duration::from_secs(5), |s| s["state"] == "RUNNING");
+
+    cluster.stop_worker("w1", libc::SIGKILL);
+    let killed = Instant::now();
+    let status = cluster.wait_status(&id, LEASE + Duration::from_secs(3), |s| {
+        s["state"] != "RUNNING"
+    });
+    let took = killed.elapsed();
+    assert!(took <= LEASE + Duration::from_secs(1), "took {took:?}");
+    assert_eq!(status["state"], "FAILED");
+    assert_eq!(status["reason"], "WORKER_LOST");
+
+    cluster.start_worker("w1");
+    cluster.wait_worker_state("w1", "READY", Duration::from_secs(10));
+    assert!(pids_running(&["sleep", "100"]).is_empty());
+    assert!(pids_running(&["sleep", "101"]).is_empty());
+    assert!(cluster.command_cgroups("w1").is_empty());
+}
+
+#[test]
+fn commands_survive_a_stopped_worker() {
+    if !can_run() {
+        return;
+    }
+    let mut cluster = Cluster::start(&["w1", "w2"], LEASE);
+    cluster.stop_worker("w1", libc::SIGTERM);
+    for round in 0..3 {
+        let id = format!("while-down-{round}");
+        let output = cluster.herd_ok(&["run", "--id", &id, "--", "echo", "up"]);
+        assert_eq!(output, "up\n");
+        assert_eq!(cluster.status(&id)["worker_id"], "w2");
+    }
+
+    cluster.start_worker("w1");
+    cluster.wait_worker_state("w1", "READY", Duration::from_secs(10));
+    let output = cluster.herd_ok(&["run", "--worker", "w1", "--", "echo", "recovered"]);
+    assert_eq!(output, "recovered\n");
+}
+
+#[test]
+fn unknown_worker_times_out_unavailable() {
+    if !can_run() {
+        return;
+    }
+    let cluster = Cluster::start(&["w1"], LEASE);
+    let output = cluster.herd(&["run", "--id", "nowhere", "--worker", "w9", "--", "true"]);
+    assert_eq!(output.status.code(), Some(125));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("unavailable"), "{stderr}");
+    assert_eq!(cluster.status("nowhere")["state"], "FAILED");
+}
+
+#[test]
+fn workers_are_listed() {
+    if !can_run() {
+        return;
+    }
+    let cluster = Cluster::start(&["w1", "w2"], LEASE);
+    let table = cluster.herd_ok(&["workers"]);
+    assert!(
+        table
+            .lines()
+            .any(|line| line.starts_with("w1 ") && line.contains("READY"))
+    );
+    assert!(
+        table
+            .lines()
+            .any(|line| line.starts_with("w2 ") && line.contains("READY"))
+    );
+}

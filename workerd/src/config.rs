@@ -1,0 +1,136 @@
+//! The worker's settings: flags, the TOML config file, and defaults, in that
+//! order of precedence.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use herd_proto::endpoint::Endpoint;
+use herd_proto::units::parse_duration;
+use serde::Deserialize;
+
+const DEFAULT_CONFIG: &str = "/etc/herd/workerd.toml";
+const DEFAULT_LISTEN: &str = "unix:///run/herd/workerd.sock";
+const DEFAULT_MANAGER: &str = "unix:///run/herd/managerd.sock";
+const DEFAULT_CGROUP_PARENT: &str = "herd";
+
+/// herd-workerd: runs commands from the manager, each in its own sandbox.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+pub struct Flags {
+    /// TOML config file [default: /etc/herd/workerd.toml, if present]
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Manager endpoint [default: http://$MANAGER_HOST:$MANAGER_PORT when
+    /// either is set, else unix:///run/herd/managerd.sock]
+    #[arg(long)]
+    pub manager: Option<String>,
+    /// Endpoint of this worker's API, which the manager calls
+    /// [default: unix:///run/herd/workerd.sock]
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// Worker id [default: the host name]
+    #[arg(long)]
+    pub id: Option<String>,
+    /// Label KEY=VALUE the manager can place commands by; repeatable
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    pub labels: Vec<String>,
+    /// Cgroup, relative to the worker's own in each hierarchy, under which
+    /// each command gets a cgroup of its own [default: herd]
+    #[arg(long)]
+    pub cgroup_parent: Option<String>,
+    /// Time between heartbeats, such as 1s [default: what the manager sets]
+    #[arg(long)]
+    pub heartbeat_interval: Option<String>,
+}
+
+/// The config file's settings; each has a flag of the same name.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct File {
+    pub manager: Option<String>,
+    pub listen: Option<String>,
+    pub id: Option<String>,
+    #[serde(default)]
+    pub labels: HashMap<String, String>,
+    pub cgroup_parent: Option<String>,
+    pub heartbeat_interval: Option<String>,
+}
+
+/// The resolved settings.
+#[derive(Debug)]
+pub struct Config {
+    pub manager: Endpoint,
+    pub listen: Endpoint,
+    pub id: String,
+    pub labels: HashMap<String, String>,
+    pub cgroup_parent: String,
+    pub heartbeat_interval: Option<Duration>,
+}
+
+impl Config {
+    /// Merges flags over the config file over defaults, checking each value.
+    pub fn load(flags: Flags) -> anyhow::Result<Config> {
+        let named = flags.config.is_some();
+        let path = flags
+            .config
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG));
+        let file: File = herd_proto::daemon::load_config(&path, named)?;
+
+        let manager = flags
+            .manager
+            .or(file.manager)
+            .unwrap_or_else(manager_from_env);
+        let listen = flags
+            .listen
+            .or(file.listen)
+            .unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
+        let mut labels = file.labels;
+        for label in &flags.labels {
+            let (key, value) = parse_label(label)?;
+            labels.insert(key, value);
+        }
+        let heartbeat_interval = flags
+            .heartbeat_interval
+            .or(file.heartbeat_interval)
+            .map(|text| parse_duration(&text).context("invalid --heartbeat-interval"))
+            .transpose()?;
+        if heartbeat_interval.is_some_and(|interval| interval.is_zero()) {
+            anyhow::bail!("invalid --heartbeat-interval 0s: use a positive duration such as 1s");
+        }
+        Ok(Config {
+            manager: manager.parse().context("invalid --manager")?,
+            listen: listen.parse().context("invalid --listen")?,
+            id: flags.id.or(file.id).unwrap_or_else(crate::host::hostname),
+            labels,
+            cgroup_parent: flags
+                .cgroup_parent
+                .or(file.cgroup_parent)
+                .unwrap_or_else(|| DEFAULT_CGROUP_PARENT.to_owned()),
+            heartbeat_interval,
+        })
+    }
+}
+
+/// Builds the manager endpoint from MANAGER_HOST and MANAGER_PORT when
+/// either is set (defaults localhost and 50051).
+fn manager_from_env() -> String {
+    let host = std::env::var("MANAGER_HOST").ok();
+    let port = std::env::var("MANAGER_PORT").ok();
+    if host.is_none() && port.is_none() {
+        return DEFAULT_MANAGER.to_owned();
+    }
+    let host = host.unwrap_or_else(|| "localhost".to_owned());
+    let port = port.unwrap_or_else(|| "50051".to_owned());
+    format!("http://{host}:{port}")
+}
+
+/// Parses `KEY=VALUE`.
+pub fn parse_label(text: &str) -> anyhow::Result<(String, String)> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
+        _ => anyhow::bail!("invalid label {text:?}: expected KEY=VALUE, as in zone=a"),
+    }
+}

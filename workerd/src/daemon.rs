@@ -1,0 +1,140 @@
+//! The worker daemon's life: cgroup setup, cleanup of an earlier run, the
+//! API server, registration, and shutdown.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use herd_proto::daemon::{Listener, bind};
+use herd_proto::v1::worker_process_service_server::WorkerProcessServiceServer;
+use tokio::signal::unix::{SignalKind, signal};
+use tonic::transport::Server;
+
+use crate::cgroup::{self, CommandCgroup, Layout};
+use crate::config::Config;
+use crate::registration::{self, Identity};
+use crate::runner::Runner;
+use crate::service::WorkerService;
+
+/// Name of the leaf cgroup the worker moves itself into on cgroup v2 when
+/// its own cgroup must delegate controllers to the commands' cgroups.
+const SUPERVISOR_LEAF: &str = "supervisor";
+
+/// Grace given to running commands when the worker shuts down.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Runs the worker until SIGTERM or SIGINT.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let layout = discover_layout(&config.cgroup_parent)?;
+    clean_leftovers(&layout);
+    let runner = Runner::new(layout.clone());
+
+    let listener = bind(&config.listen, 0o600).await?;
+    let service = WorkerService {
+        worker_id: config.id.clone(),
+        runner: runner.clone(),
+    };
+    let identity = Identity {
+        id: config.id.clone(),
+        name: crate::host::hostname(),
+        address: config.listen.to_string(),
+        labels: config.labels.clone(),
+    };
+    let registration = tokio::spawn(registration::run(
+        config.manager.clone(),
+        identity,
+        config.heartbeat_interval,
+        runner.clone(),
+    ));
+    tracing::info!(worker_id = %config.id, listen = %config.listen, "worker started");
+
+    let shutdown = shutdown_signal();
+    serve(listener, service, shutdown).await?;
+    registration.abort();
+    tracing::info!(worker_id = %config.id, "shutting down; terminating running commands");
+    runner.terminate_all(SHUTDOWN_GRACE).await;
+    remove_parents(&layout);
+    Ok(())
+}
+
+/// Removes the worker's parent cgroups if they are empty, so a stopped
+/// worker leaves nothing behind. The supervisor leaf stays: the worker is
+/// still in it.
+fn remove_parents(layout: &Layout) {
+    for dir in layout.parent_dirs() {
+        if let Err(error) = std::fs::remove_dir(&dir) {
+            tracing::debug!(path = %dir.display(), error = %error, "kept parent cgroup");
+        }
+    }
+}
+
+fn discover_layout(parent: &str) -> anyhow::Result<Layout> {
+    let mut layout = Layout::discover(parent).context("failed to find the cgroup hierarchies")?;
+    if let Some(own) = &layout.v2_own {
+        let controllers = std::fs::read_to_string(own.join("cgroup.controllers"))
+            .with_context(|| format!("failed to read {}/cgroup.controllers", own.display()))?;
+        layout.read_v2_controllers(&controllers);
+    }
+    cgroup::prepare_parents(&layout, SUPERVISOR_LEAF)
+        .context("failed to prepare the worker's cgroups")?;
+    tracing::info!(
+        v2 = ?layout.v2_parent,
+        v2_controllers = ?layout.v2_controllers,
+        v1 = ?layout.v1_parents.keys().collect::<Vec<_>>(),
+        "cgroup layout"
+    );
+    Ok(layout)
+}
+
+/// Kills and removes every command cgroup an earlier run of this worker
+/// left behind.
+fn clean_leftovers(layout: &Layout) {
+    for name in cgroup::list_children(layout, SUPERVISOR_LEAF) {
+        let leftover = CommandCgroup::existing(layout, &name);
+        match leftover.remove() {
+            Ok(()) => tracing::warn!(process_id = %name, "removed sandbox left by an earlier run"),
+            Err(error) => {
+                tracing::error!(process_id = %name, error = %error, "failed to remove leftover sandbox")
+            }
+        }
+    }
+}
+
+async fn serve(
+    listener: Listener,
+    service: WorkerService,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<WorkerProcessServiceServer<WorkerService>>()
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(herd_proto::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let router = Server::builder()
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(WorkerProcessServiceServer::new(service));
+    match listener {
+        Listener::Unix(incoming) => {
+            router
+                .serve_with_incoming_shutdown(incoming, shutdown)
+                .await?
+        }
+        Listener::Tcp(incoming) => {
+            router
+                .serve_with_incoming_shutdown(incoming, shutdown)
+                .await?
+        }
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let mut terminate = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut interrupt = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = terminate.recv() => {}
+        _ = interrupt.recv() => {}
+    }
+}

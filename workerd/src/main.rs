@@ -1,0 +1,31 @@
+//! herd-workerd: the worker daemon, and the sandbox init when re-executed
+//! with the hidden `sandbox-init` subcommand.
+
+use std::ffi::OsStr;
+use std::process::ExitCode;
+
+use clap::Parser;
+use herd_workerd::{config, daemon, sandbox};
+
+fn main() -> ExitCode {
+    // The sandbox init must start no threads, so it is dispatched before
+    // anything else runs.
+    if std::env::args_os().nth(1).as_deref() == Some(OsStr::new(sandbox::INIT_SUBCOMMAND)) {
+        sandbox::init::main();
+    }
+    let flags = config::Flags::parse();
+    herd_proto::daemon::init_logging();
+    let result = config::Config::load(flags).and_then(|config| {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
+            .block_on(daemon::run(config))
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("herd-workerd: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! Registering with the manager, retrying with exponential backoff, and
+//! keeping the lease alive with heartbeats.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use herd_proto::endpoint::Endpoint;
+use herd_proto::v1::worker_registration_service_client::WorkerRegistrationServiceClient;
+use herd_proto::v1::{HeartbeatRequest, RegisterWorkerRequest};
+use tonic::Code;
+use tonic::transport::Channel;
+
+use crate::host;
+use crate::runner::Runner;
+
+const FIRST_RETRY: Duration = Duration::from_millis(100);
+const MAX_RETRY: Duration = Duration::from_secs(5);
+
+/// Failed heartbeats in a row after which the worker registers afresh.
+const MAX_HEARTBEAT_FAILURES: u32 = 3;
+
+/// What the worker announces about itself.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub id: String,
+    pub name: String,
+    pub address: String,
+    pub labels: HashMap<String, String>,
+}
+
+/// Registers, heartbeats, and registers again whenever the manager forgets
+/// the worker or cannot be reached. Runs until the task is dropped.
+pub async fn run(
+    manager: Endpoint,
+    identity: Identity,
+    heartbeat_override: Option<Duration>,
+    runner: Arc<Runner>,
+) {
+    loop {
+        let (client, interval) = register(&manager, &identity, &runner).await;
+        let interval = heartbeat_override.unwrap_or(interval);
+        heartbeat(client, &identity, interval, &runner).await;
+    }
+}
+
+/// Registers, retrying with exponential backoff and jitter until it works.
+async fn register(
+    manager: &Endpoint,
+    identity: &Identity,
+    runner: &Runner,
+) -> (WorkerRegistrationServiceClient<Channel>, Duration) {
+    let mut delay = FIRST_RETRY;
+    let mut attempt = 1u32;
+    loop {
+        match try_register(manager, identity, runner).await {
+            Ok(registered) => {
+                tracing::info!(worker_id = %identity.id, %manager, "registered with manager");
+                return registered;
+            }
+            Err(error) => {
+                tracing::warn!(
+                    worker_id = %identity.id,
+                    %manager,
+                    attempt,
+                    retry_in_ms = delay.as_millis() as u64,
+                    error = format!("{error:#}"),
+                    "failed to register; retrying"
+                );
+            }
+        }
+        tokio::time::sleep(jitter(delay)).await;
+        delay = (delay * 2).min(MAX_RETRY);
+        attempt += 1;
+    }
+}
+
+async fn try_register(
+    manager: &Endpoint,
+    identity: &Identity,
+    runner: &Runner,
+) -> anyhow::Result<(WorkerRegistrationServiceClient<Channel>, Duration)> {
+    let channel = manager.connect().await?;
+    let mut client = WorkerRegistrationServiceClient::new(channel);
+    let request = RegisterWorkerRequest {
+        id: identity.id.clone(),
+        name: identity.name.clone(),
+        address: identity.address.clone(),
+        labels: identity.labels.clone(),
+        capacity: 0,
+        running_process_ids: runner.running_ids(),
+    };
+    let response = client.register_worker(request).await?.into_inner();
+    let interval = Duration::from_millis(response.heartbeat_interval_ms.max(100));
+    Ok((client, interval))
+}
+
+/// Sends heartbeats until the manager forgets the worker or stops answering.
+async fn heartbeat(
+    mut client: WorkerRegistrationServiceClient<Channel>,
+    identity: &Identity,
+    interval: Duration,
+    runner: &Runner,
+) {
+    let mut failures = 0;
+    loop {
+        tokio::time::sleep(interval).await;
+        let running = runner.running_ids();
+        let request = HeartbeatRequest {
+            worker_id: identity.id.clone(),
+            metrics: Some(host::metrics(running.len())),
+            running_process_ids: running,
+        };
+        match client.heartbeat(request).await {
+            Ok(_) => failures = 0,
+            Err(status) if status.code() == Code::NotFound => {
+                tracing::info!(worker_id = %identity.id, "manager does not know this worker; registering again");
+                return;
+            }
+            Err(status) => {
+                failures += 1;
+                tracing::warn!(worker_id = %identity.id, failures, error = %status.message(), "heartbeat failed");
+                if failures >= MAX_HEARTBEAT_FAILURES {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Spreads retries of many workers by up to a fifth of the delay either way.
+fn jitter(delay: Duration) -> Duration {
+    let factor = rand::random_range(0.8..1.2);
+    delay.mul_f64(factor)
+}
