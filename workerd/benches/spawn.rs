@@ -30,7 +30,8 @@ fn main() {
     let parent = format!("herd-bench-{}", std::process::id());
     let mut layout = Layout::discover(&parent).expect("cgroup layout");
     if let Some(own) = &layout.v2_own {
-        let controllers = std::fs::read_to_string(own.join("cgroup.controllers")).unwrap_or_default();
+        let controllers =
+            std::fs::read_to_string(own.join("cgroup.controllers")).unwrap_or_default();
         layout.read_v2_controllers(&controllers);
     }
     prepare_parents(&layout, "supervisor").expect("parent cgroups");
@@ -51,8 +52,14 @@ fn main() {
     for dir in layout.parent_dirs() {
         let _ = std::fs::remove_dir(dir);
     }
-    report("herd sandbox spawn (cgroup + clone3 + init + true + cleanup)", &mut herd);
-    report("unshare --fork --pid --mount-proc --mount --net true", &mut unshare);
+    report(
+        "herd sandbox spawn (cgroup + clone3 + init + true + cleanup)",
+        &mut herd,
+    );
+    report(
+        "unshare --fork --pid --mount-proc --mount --net true",
+        &mut unshare,
+    );
 }
 
 fn time_herd(layout: &Layout, name: &str, spec: &SandboxSpec) -> Duration {
@@ -66,14 +73,24 @@ fn time_herd(layout: &Layout, name: &str, spec: &SandboxSpec) -> Duration {
     let _ = std::fs::File::from(spawned.report).read_to_end(&mut report);
     cgroup.remove().expect("remove cgroup");
     let elapsed = started.elapsed();
-    assert_eq!(InitReport::parse(&report), Some(InitReport::Exited { code: 0 }));
+    assert_eq!(
+        InitReport::parse(&report),
+        Some(InitReport::Exited { code: 0 })
+    );
     elapsed
 }
 
 fn time_unshare() -> Duration {
     let started = Instant::now();
     let status = Command::new("unshare")
-        .args(["--fork", "--pid", "--mount-proc", "--mount", "--net", "true"])
+        .args([
+            "--fork",
+            "--pid",
+            "--mount-proc",
+            "--mount",
+            "--net",
+            "true",
+        ])
         .status()
         .expect("run unshare");
     assert!(status.success());
