@@ -151,3 +151,17 @@ fn bad_requests_are_rejected() {
     }
     assert_eq!(cluster.herd_ok(&["ps", "--all", "--quiet"]), "");
 }
+
+#[test]
+fn logs_follow_until_the_end() {
+    if !can_run() {
+        return;
+    }
+    let cluster = Cluster::start(&["w1"], LEASE);
+    let script = "for i in 1 2 3 4 5; do echo line$i; sleep 0.2; done";
+    let id = cluster.run_detached(&["--", "sh", "-c", script]);
+    let followed = cluster.herd_ok(&["logs", "--follow", &id]);
+    assert_eq!(followed, "line1\nline2\nline3\nline4\nline5\n");
+    assert_eq!(cluster.status(&id)["state"], "COMPLETED");
+    assert_eq!(cluster.herd_ok(&["logs", &id]), followed);
+}

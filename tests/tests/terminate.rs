@@ -66,3 +66,54 @@ fn finished_process_cannot_be_killed() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("already ended"), "{stderr}");
 }
+
+#[test]
+fn interrupt_terminates_remote_command() {
+    if !can_run() {
+        return;
+    }
+    let cluster = Cluster::start(&["w1"], Duration::from_secs(3));
+    let mut child = std::process::Command::new(herd_tests::binary("herd"))
+        .env("HERD_ADDR", cluster.addr())
+        .args(["run", "--id", "interrupted", "--", "sleep", "100"])
+        .spawn()
+        .unwrap();
+    cluster.wait_status("interrupted", Duration::from_secs(5), |s| {
+        s["state"] == "RUNNING"
+    });
+    // SAFETY: kill(2) on the pid of the CLI this test started.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let exit = child.wait().unwrap();
+    assert_eq!(exit.code(), Some(143));
+    let status = cluster.status("interrupted");
+    assert_eq!(status["state"], "ABORTED");
+    assert_eq!(status["signal"], 15);
+}
+
+#[test]
+fn timeout_kills_the_tree() {
+    if !can_run() {
+        return;
+    }
+    let cluster = Cluster::start(&["w1"], Duration::from_secs(3));
+    let started = Instant::now();
+    let output = cluster.herd(&[
+        "run",
+        "--id",
+        "slow",
+        "--timeout",
+        "1s",
+        "--",
+        "sh",
+        "-c",
+        "sleep 100 & sleep 100",
+    ]);
+    let took = started.elapsed();
+    assert_eq!(output.status.code(), Some(137));
+    assert!(took >= Duration::from_secs(1), "took {took:?}");
+    assert!(took < Duration::from_secs(3), "took {took:?}");
+    let status = cluster.status("slow");
+    assert_eq!(status["state"], "FAILED");
+    assert_eq!(status["reason"], "TIMED_OUT");
+    assert!(cluster.command_cgroups("w1").is_empty());
+}
