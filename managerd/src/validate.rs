@@ -110,6 +110,14 @@ fn command(command: &Command) -> Result<(), InvalidField> {
             format!("{:?} must be an absolute path", command.workdir),
         ));
     }
+    let user_chars = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | ':');
+    if command.user.len() > 64 || !command.user.chars().all(user_chars) {
+        let shown: String = command.user.chars().take(80).collect();
+        return Err(invalid(
+            "command.user",
+            format!("{shown:?} must be a user name, UID or UID:GID of at most 64 characters"),
+        ));
+    }
     if command.workdir.contains('\0') {
         return Err(invalid("command.workdir", "contains a NUL byte".into()));
     }
@@ -210,6 +218,10 @@ mod tests {
         let mut relative = request(&["pwd"]);
         relative.command.as_mut().unwrap().workdir = "tmp".into();
         assert_eq!(field_of(&relative), "command.workdir");
+
+        let mut bad_user = request(&["true"]);
+        bad_user.command.as_mut().unwrap().user = "root; rm".into();
+        assert_eq!(field_of(&bad_user), "command.user");
 
         let mut long_id = request(&["true"]);
         long_id.id = "x".repeat(10 * 1024);

@@ -96,12 +96,137 @@ fn environment_is_clean() {
     let output = cluster.herd_ok(&["run", "--env", "FOO=bar", "--", "env"]);
     assert!(output.lines().any(|line| line == "FOO=bar"), "{output}");
     assert!(!output.contains("leak123"), "{output}");
-    let init_env = cluster.herd_ok(&[
+
+    // Without capabilities a command cannot read the init's environ, so the
+    // test reads it from the host while the command runs.
+    let id = cluster.run_detached(&["--", "sleep", "30"]);
+    let status = cluster.wait_status(&id, Duration::from_secs(5), |s| s["state"] == "RUNNING");
+    let init_pid = status["host_pid"].as_u64().unwrap();
+    let init_env = std::fs::read(format!("/proc/{init_pid}/environ")).unwrap();
+    assert!(
+        init_env.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&init_env)
+    );
+    let command_pid = wait_for_child(init_pid);
+    let command_env = std::fs::read(format!("/proc/{command_pid}/environ")).unwrap();
+    let command_env = String::from_utf8_lossy(&command_env);
+    assert!(!command_env.contains("leak123"), "{command_env}");
+    assert!(command_env.contains("PATH="), "{command_env}");
+    cluster.herd_ok(&["kill", &id]);
+}
+
+#[test]
+fn command_runs_unprivileged() {
+    if !can_run() {
+        return;
+    }
+    let cluster = Cluster::start(&["w1"], LEASE);
+    let caps = cluster.herd_ok(&[
         "run",
+        "--",
+        "grep",
+        "-E",
+        "^(Cap|NoNewPrivs)",
+        "/proc/self/status",
+    ]);
+    for line in caps.lines() {
+        let (name, value) = line.split_once(':').unwrap();
+        let expected = if name == "NoNewPrivs" {
+            "1"
+        } else {
+            "0000000000000000"
+        };
+        assert_eq!(value.trim(), expected, "{name}");
+    }
+    assert_eq!(caps.lines().count(), 6, "{caps}");
+
+    let ids = cluster.herd_ok(&["run", "--", "sh", "-c", "id -u; id -g; id -G"]);
+    assert_eq!(ids, "65534\n65534\n65534\n");
+    let root = cluster.herd_ok(&[
+        "run",
+        "--user",
+        "root",
+        "--",
+        "grep",
+        "CapEff",
+        "/proc/self/status",
+    ]);
+    assert_eq!(root, "CapEff:\t0000000000000000\n");
+    let numeric = cluster.herd_ok(&[
+        "run",
+        "--user",
+        "1234:4321",
         "--",
         "sh",
         "-c",
-        "tr '\\000' '\\n' < /proc/1/environ",
+        "id -u; id -g",
     ]);
-    assert!(!init_env.contains("leak123"), "{init_env}");
+    assert_eq!(numeric, "1234\n4321\n");
+}
+
+#[test]
+fn unknown_user_fails_to_spawn() {
+    if !can_run() {
+        return;
+    }
+    let cluster = Cluster::start(&["w1"], LEASE);
+    let output = cluster.herd(&[
+        "run",
+        "--id",
+        "who",
+        "--user",
+        "no-such-user-x",
+        "--",
+        "true",
+    ]);
+    assert_eq!(output.status.code(), Some(125));
+    let status = cluster.status("who");
+    assert_eq!(status["state"], "FAILED");
+    assert_eq!(status["reason"], "SPAWN_FAILED");
+    assert!(status["error"].as_str().unwrap().contains("no-such-user-x"));
+}
+
+#[test]
+fn rlimits_and_descriptors_are_reset() {
+    if !can_run() {
+        return;
+    }
+    let cluster = Cluster::start(&["w1"], LEASE);
+    let script = "ulimit -c; ulimit -n; ls /proc/$$/fd | sort -n | tr '\\n' ' '";
+    let output = cluster.herd_ok(&["run", "--", "bash", "-c", script]);
+    assert_eq!(output, "0\n1024\n0 1 2 ");
+}
+
+#[test]
+fn proc_and_tmp_are_private() {
+    if !can_run() {
+        return;
+    }
+    let cluster = Cluster::start(&["w1"], LEASE);
+    // Kernels without magic SysRq have no /proc/sysrq-trigger.
+    let script = "for f in /proc/sys /proc/sysrq-trigger /proc/irq /proc/bus; do \
+                  if [ ! -e $f ]; then echo missing:$f; \
+                  elif grep -q \" $f ro,\" /proc/self/mountinfo; then echo ro:$f; \
+                  else echo rw:$f; fi; done; \
+                  grep ' /tmp ' /proc/self/mountinfo | grep -c tmpfs; ls -A /tmp | wc -l";
+    let output = cluster.herd_ok(&["run", "--user", "root", "--", "sh", "-c", script]);
+    let lines: Vec<&str> = output.lines().collect();
+    assert_eq!(lines[0], "ro:/proc/sys", "{output}");
+    assert!(!output.contains("rw:"), "{output}");
+    assert_eq!(lines[4..], ["1", "0"], "{output}");
+}
+
+/// Waits until the init `init_pid` has started its command and returns the
+/// command's host pid.
+fn wait_for_child(init_pid: u64) -> String {
+    let path = format!("/proc/{init_pid}/task/{init_pid}/children");
+    for _ in 0..100 {
+        let children = std::fs::read_to_string(&path).unwrap_or_default();
+        if let Some(pid) = children.split_whitespace().next() {
+            return pid.to_owned();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("init {init_pid} started no command");
 }

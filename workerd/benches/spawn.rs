@@ -39,6 +39,8 @@ fn main() {
     let spec = SandboxSpec {
         args: vec!["true".into()],
         env: vec![("PATH".into(), "/usr/bin:/bin".into())],
+        identity: sandbox::identity::resolve("nobody").expect("user nobody"),
+        rlimits: Vec::new(),
         workdir: "/".into(),
         hostname: "bench".into(),
         host_network: false,

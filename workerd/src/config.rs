@@ -1,7 +1,7 @@
 //! The worker's settings: flags, the TOML config file, and defaults, in that
 //! order of precedence.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -15,6 +15,8 @@ const DEFAULT_CONFIG: &str = "/etc/herd/workerd.toml";
 const DEFAULT_LISTEN: &str = "unix:///run/herd/workerd.sock";
 const DEFAULT_MANAGER: &str = "unix:///run/herd/managerd.sock";
 const DEFAULT_CGROUP_PARENT: &str = "herd";
+/// The unprivileged user present on every Debian and Fedora system.
+const DEFAULT_USER: &str = "nobody";
 
 /// herd-workerd: runs commands from the manager, each in its own sandbox.
 #[derive(Debug, Parser)]
@@ -44,6 +46,14 @@ pub struct Flags {
     /// Time between heartbeats, such as 1s [default: what the manager sets]
     #[arg(long)]
     pub heartbeat_interval: Option<String>,
+    /// User (NAME, UID or UID:GID) that commands run as when the request
+    /// names none [default: nobody]
+    #[arg(long)]
+    pub default_user: Option<String>,
+    /// Resource limit for commands, NAME=SOFT[:HARD] as in nofile=1024:4096;
+    /// repeatable [default: core=0:0 and nofile=1024]
+    #[arg(long = "rlimit", value_name = "NAME=SOFT[:HARD]")]
+    pub rlimits: Vec<String>,
 }
 
 /// The config file's settings; each has a flag of the same name.
@@ -57,6 +67,9 @@ pub struct File {
     pub labels: HashMap<String, String>,
     pub cgroup_parent: Option<String>,
     pub heartbeat_interval: Option<String>,
+    pub default_user: Option<String>,
+    #[serde(default)]
+    pub rlimits: BTreeMap<String, String>,
 }
 
 /// The resolved settings.
@@ -68,6 +81,8 @@ pub struct Config {
     pub labels: HashMap<String, String>,
     pub cgroup_parent: String,
     pub heartbeat_interval: Option<Duration>,
+    pub default_user: String,
+    pub rlimits: Vec<crate::sandbox::Rlimit>,
 }
 
 impl Config {
@@ -100,7 +115,24 @@ impl Config {
         if heartbeat_interval.is_some_and(|interval| interval.is_zero()) {
             anyhow::bail!("invalid --heartbeat-interval 0s: use a positive duration such as 1s");
         }
+        let default_user = flags
+            .default_user
+            .or(file.default_user)
+            .unwrap_or_else(|| DEFAULT_USER.to_owned());
+        crate::sandbox::identity::resolve(&default_user).context("invalid --default-user")?;
+        let mut rlimit_settings = file.rlimits;
+        for setting in &flags.rlimits {
+            let (name, value) = setting.split_once('=').with_context(|| {
+                format!(
+                    "invalid --rlimit {setting:?}: expected NAME=SOFT[:HARD], as in nofile=1024"
+                )
+            })?;
+            rlimit_settings.insert(name.to_owned(), value.to_owned());
+        }
+        let rlimits = crate::rlimits::resolve(&rlimit_settings).context("invalid --rlimit")?;
         Ok(Config {
+            default_user,
+            rlimits,
             manager: manager.parse().context("invalid --manager")?,
             listen: listen.parse().context("invalid --listen")?,
             id: flags.id.or(file.id).unwrap_or_else(crate::host::hostname),

@@ -12,7 +12,7 @@ use tonic::transport::Server;
 use crate::cgroup::{self, CommandCgroup, Layout};
 use crate::config::Config;
 use crate::registration::{self, Identity};
-use crate::runner::Runner;
+use crate::runner::{Runner, Settings};
 use crate::service::WorkerService;
 
 /// Name of the leaf cgroup the worker moves itself into on cgroup v2 when
@@ -26,7 +26,11 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let layout = discover_layout(&config.cgroup_parent)?;
     clean_leftovers(&layout);
-    let runner = Runner::new(layout.clone());
+    let settings = Settings {
+        default_user: config.default_user.clone(),
+        rlimits: config.rlimits.clone(),
+    };
+    let runner = Runner::new(layout.clone(), settings);
 
     let listener = bind(&config.listen, 0o600).await?;
     let service = WorkerService {

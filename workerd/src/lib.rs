@@ -13,6 +13,7 @@ pub mod exit;
 pub mod host;
 pub mod output;
 pub mod registration;
+pub mod rlimits;
 pub mod runner;
 pub mod sandbox;
 pub mod service;

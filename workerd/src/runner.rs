@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use crate::cgroup::{self, CommandCgroup, Layout, Stats};
 use crate::exit::{self, Ending};
 use crate::output;
-use crate::sandbox::{self, InitReport, SandboxSpec};
+use crate::sandbox::{self, Identity, InitReport, Rlimit, SandboxSpec, identity};
 
 /// PATH inside a sandbox unless the request sets one.
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -53,17 +53,27 @@ struct Handle {
     ending: Mutex<Ending>,
 }
 
+/// What the worker's config sets for every command.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// User for requests that name none.
+    pub default_user: String,
+    pub rlimits: Vec<Rlimit>,
+}
+
 /// Starts and tracks the sandboxes of this worker.
 #[derive(Debug)]
 pub struct Runner {
     layout: Layout,
+    settings: Settings,
     processes: Mutex<HashMap<String, Arc<Handle>>>,
 }
 
 impl Runner {
-    pub fn new(layout: Layout) -> Arc<Runner> {
+    pub fn new(layout: Layout, settings: Settings) -> Arc<Runner> {
         Arc::new(Runner {
             layout,
+            settings,
             processes: Mutex::new(HashMap::new()),
         })
     }
@@ -93,7 +103,18 @@ impl Runner {
         {
             return Err(RunError::Duplicate(process_id.to_owned()));
         }
-        Ok(build_spec(process_id, command))
+        let user = match command.user.as_str() {
+            "" => self.settings.default_user.as_str(),
+            user => user,
+        };
+        let identity =
+            identity::resolve(user).map_err(|error| RunError::Invalid(error.to_string()))?;
+        Ok(build_spec(
+            process_id,
+            command,
+            identity,
+            &self.settings.rlimits,
+        ))
     }
 
     /// Runs a process to its end, sending its events to `events`. The final
@@ -417,10 +438,18 @@ fn spawn_failed(message: String) -> ExitStatus {
     }
 }
 
-fn build_spec(process_id: &str, command: &Command) -> SandboxSpec {
+/// Builds the spec: the environment is PATH, HOME and TERM, then the
+/// request's variables, which may replace those three.
+fn build_spec(
+    process_id: &str,
+    command: &Command,
+    identity: Identity,
+    rlimits: &[Rlimit],
+) -> SandboxSpec {
     let mut env: Vec<(String, String)> = vec![
         ("PATH".into(), DEFAULT_PATH.into()),
-        ("HOME".into(), "/root".into()),
+        ("HOME".into(), identity.home.clone()),
+        ("TERM".into(), "dumb".into()),
     ];
     for (name, value) in &command.env {
         env.retain(|(existing, _)| existing != name);
@@ -434,6 +463,8 @@ fn build_spec(process_id: &str, command: &Command) -> SandboxSpec {
     SandboxSpec {
         args: command.args.clone(),
         env,
+        identity,
+        rlimits: rlimits.to_vec(),
         workdir,
         hostname: process_id.chars().take(64).collect(),
         host_network: command.network == herd_proto::v1::NetworkMode::Host as i32,

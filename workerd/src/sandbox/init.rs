@@ -16,7 +16,7 @@ use nix::sys::signal::{SigSet, Signal, kill};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
-use super::{InitReport, SandboxSpec, fds, setup};
+use super::{InitReport, SandboxSpec, fds, harden, setup};
 
 /// Signals the init passes on to the command.
 const FORWARDED: &[Signal] = &[
@@ -93,6 +93,7 @@ fn prepare(spec: &SandboxSpec) -> Result<(), setup::SetupError> {
     // SAFETY: fcntl on a descriptor this process owns.
     unsafe { libc::fcntl(fds::REPORT, libc::F_SETFD, libc::FD_CLOEXEC) };
     setup::mount_filesystems(!spec.host_network)?;
+    setup::protect_proc()?;
     setup::set_hostname(&spec.hostname)?;
     if !spec.host_network {
         setup::bring_loopback_up()?;
@@ -101,7 +102,8 @@ fn prepare(spec: &SandboxSpec) -> Result<(), setup::SetupError> {
 }
 
 /// Starts the command as the init's only direct child, with every signal
-/// unblocked and at its default action.
+/// unblocked and at its default action, as the requested user, without
+/// capabilities and with no_new_privs set.
 fn start_command(spec: &SandboxSpec) -> Result<Pid, InitReport> {
     if let Err(error) = std::env::set_current_dir(&spec.workdir) {
         let message = format!("invalid working directory {}: {error}", spec.workdir);
@@ -113,9 +115,16 @@ fn start_command(spec: &SandboxSpec) -> Result<Pid, InitReport> {
         .args(&spec.args[1..])
         .env_clear()
         .envs(spec.env.iter().cloned());
-    // SAFETY: the closure runs in the forked child before exec and makes
-    // only async-signal-safe calls (sigprocmask, signal).
-    unsafe { command.pre_exec(reset_signals) };
+    let identity = spec.identity.clone();
+    let rlimits = spec.rlimits.clone();
+    // SAFETY: the init is single-threaded, so the forked child may do
+    // anything the parent could, allocation included.
+    unsafe {
+        command.pre_exec(move || {
+            reset_signals()?;
+            harden::apply(&identity, &rlimits)
+        })
+    };
     match command.spawn() {
         Ok(child) => Ok(Pid::from_raw(child.id() as i32)),
         Err(error) => {

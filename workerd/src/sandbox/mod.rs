@@ -6,11 +6,15 @@
 //! single-threaded, and does everything else before the command starts.
 
 mod clone;
+mod harden;
+pub mod identity;
 pub mod init;
 mod report;
 mod setup;
 
 pub use clone::{Sandbox, spawn};
+pub use harden::Rlimit;
+pub use identity::Identity;
 pub use report::InitReport;
 
 use serde::{Deserialize, Serialize};
@@ -25,6 +29,10 @@ pub struct SandboxSpec {
     pub args: Vec<String>,
     /// The command's whole environment, already merged with the defaults.
     pub env: Vec<(String, String)>,
+    /// Who the command runs as.
+    pub identity: Identity,
+    /// Resource limits set on the command's process.
+    pub rlimits: Vec<Rlimit>,
     pub workdir: String,
     pub hostname: String,
     /// Keep the host's network namespace instead of a private one.

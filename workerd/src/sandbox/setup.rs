@@ -66,11 +66,39 @@ fn mount_step(
     flags: MsFlags,
     data: Option<&str>,
 ) -> Result<(), SetupError> {
-    mount(fstype, target, fstype, flags, data).map_err(|source| SetupError::Mount {
-        step,
-        target,
-        source,
+    mount(fstype.or(Some(target)), target, fstype, flags, data).map_err(|source| {
+        SetupError::Mount {
+            step,
+            target,
+            source,
+        }
     })
+}
+
+/// Files under the fresh /proc through which root could change the host
+/// kernel, made read-only. Missing ones (no /proc/bus without PCI) are
+/// skipped.
+const READ_ONLY_PROC: &[&str] = &["/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus"];
+
+/// Bind-mounts each of [`READ_ONLY_PROC`] over itself read-only.
+pub fn protect_proc() -> Result<(), SetupError> {
+    for path in READ_ONLY_PROC {
+        if !std::path::Path::new(path).exists() {
+            continue;
+        }
+        mount_step("bind", path, None, MsFlags::MS_BIND | MsFlags::MS_REC, None).and_then(
+            |()| {
+                let flags = MsFlags::MS_BIND
+                    | MsFlags::MS_REMOUNT
+                    | MsFlags::MS_RDONLY
+                    | MsFlags::MS_NOSUID
+                    | MsFlags::MS_NODEV
+                    | MsFlags::MS_NOEXEC;
+                mount_step("remount read-only", path, None, flags, None)
+            },
+        )?;
+    }
+    Ok(())
 }
 
 /// Sets the UTS namespace's hostname.
