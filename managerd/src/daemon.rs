@@ -20,6 +20,9 @@ use crate::store::MemoryStore;
 /// How often leases are checked; a lost worker is noticed at most this late.
 const LEASE_CHECK: Duration = Duration::from_millis(200);
 
+/// How long the servers may take to close their streams at shutdown.
+const SERVER_DRAIN: Duration = Duration::from_secs(2);
+
 /// Access mode of the manager's unix socket.
 const SOCKET_MODE: u32 = 0o660;
 
@@ -50,8 +53,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     shutdown_signal().await;
     tracing::info!("shutting down");
     let _ = stop.send(true);
+    // Followers of running processes keep their streams open; give them a
+    // moment, then exit, which closes every connection.
     for server in servers {
-        server.await??;
+        match tokio::time::timeout(SERVER_DRAIN, server).await {
+            Ok(result) => result??,
+            Err(_) => tracing::warn!("open streams did not close; exiting anyway"),
+        }
     }
     Ok(())
 }

@@ -5,6 +5,7 @@ mod config;
 mod daemon;
 mod dispatch;
 mod follow;
+mod metrics;
 mod registration_api;
 mod registry;
 mod state;

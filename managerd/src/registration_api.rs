@@ -8,6 +8,7 @@ use herd_proto::v1::{
 };
 use tonic::{Request, Response, Status};
 
+use crate::metrics;
 use crate::registry::RegistryError;
 use crate::state::Manager;
 
@@ -35,12 +36,13 @@ impl WorkerRegistrationService for RegistrationApi {
         request: Request<RegisterWorkerRequest>,
     ) -> Result<Response<RegisterWorkerResponse>, Status> {
         let request = request.into_inner();
-        self.manager.registry.register(
+        let worker = self.manager.registry.register(
             &request.id,
             &request.name,
             &request.address,
             request.labels,
         )?;
+        tokio::spawn(metrics::follow_worker(self.manager.clone(), worker));
         tracing::info!(worker_id = %request.id, address = %request.address, "worker registered");
         // Whatever the worker no longer runs was lost when it went away.
         self.manager.fail_lost(

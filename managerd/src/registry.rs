@@ -14,6 +14,8 @@ use tonic::transport::Channel;
 pub struct Worker {
     pub info: WorkerInfo,
     pub channel: Channel,
+    /// Counts registrations of this id, so tasks tied to an older one stop.
+    pub generation: u64,
     last_seen: Instant,
 }
 
@@ -54,14 +56,15 @@ impl Registry {
         self.workers.lock().expect("registry lock poisoned")
     }
 
-    /// Adds or refreshes a worker and marks it READY.
+    /// Adds or refreshes a worker, marks it READY, and returns the worker
+    /// with its new generation.
     pub fn register(
         &self,
         id: &str,
         name: &str,
         address: &str,
         labels: HashMap<String, String>,
-    ) -> Result<(), RegistryError> {
+    ) -> Result<Worker, RegistryError> {
         if !herd_proto::names::is_valid_id(id) {
             return Err(RegistryError::InvalidId(id.to_owned()));
         }
@@ -88,14 +91,36 @@ impl Registry {
             last_heartbeat: Some(SystemTime::now().into()),
             metrics: None,
         };
+        let mut workers = self.lock();
+        let generation = workers.get(id).map_or(0, |old| old.generation + 1);
         let worker = Worker {
             info,
             channel,
+            generation,
             last_seen: Instant::now(),
         };
-        self.lock().insert(id.to_owned(), worker);
+        workers.insert(id.to_owned(), worker.clone());
+        drop(workers);
         self.changed.notify_waiters();
-        Ok(())
+        Ok(worker)
+    }
+
+    /// Stores a metrics sample of worker `id`; returns false when the
+    /// worker has registered again or is lost since `generation`.
+    pub fn store_metrics(&self, id: &str, generation: u64, metrics: Option<WorkerMetrics>) -> bool {
+        let mut workers = self.lock();
+        let Some(worker) = workers.get_mut(id).filter(|w| is_current(w, generation)) else {
+            return false;
+        };
+        worker.info.metrics = metrics;
+        true
+    }
+
+    /// Reports whether worker `id` is READY in registration `generation`.
+    pub fn is_current(&self, id: &str, generation: u64) -> bool {
+        self.lock()
+            .get(id)
+            .is_some_and(|w| is_current(w, generation))
     }
 
     /// Renews a READY worker's lease.
@@ -107,7 +132,9 @@ impl Registry {
             .ok_or_else(|| RegistryError::Unknown(id.to_owned()))?;
         worker.last_seen = Instant::now();
         worker.info.last_heartbeat = Some(SystemTime::now().into());
-        worker.info.metrics = metrics;
+        if worker.info.metrics.is_none() {
+            worker.info.metrics = metrics;
+        }
         Ok(())
     }
 
@@ -156,6 +183,10 @@ impl Registry {
         infos.sort_by(|a, b| a.id.cmp(&b.id));
         infos
     }
+}
+
+fn is_current(worker: &Worker, generation: u64) -> bool {
+    worker.generation == generation && worker.info.state == WorkerState::Ready as i32
 }
 
 fn matches(worker: &Worker, constraints: &Constraints) -> bool {

@@ -146,6 +146,43 @@ impl Cluster {
         child.wait().expect("reap worker");
     }
 
+    /// Returns the host processes in the cgroup of process `process_id` on
+    /// worker `worker`, with their command lines.
+    pub fn sandbox_processes(&self, worker: &str, process_id: &str) -> Vec<(u32, Vec<u8>)> {
+        let mut found = Vec::new();
+        for dir in cgroup_dirs_named(&self.cgroup_parent(worker)) {
+            let procs = std::fs::read_to_string(dir.join(process_id).join("cgroup.procs"));
+            for pid in procs.unwrap_or_default().lines() {
+                let Ok(pid) = pid.trim().parse::<u32>() else {
+                    continue;
+                };
+                let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                if !found.iter().any(|(known, _)| *known == pid) {
+                    found.push((pid, cmdline));
+                }
+            }
+        }
+        found
+    }
+
+    /// Returns the pids of processes whose command line is exactly `argv`
+    /// and whose cgroups belong to this cluster, so the test ignores
+    /// processes of other tests.
+    pub fn processes_named(&self, argv: &[&str]) -> Vec<u32> {
+        pids_running(argv)
+            .into_iter()
+            .filter(|pid| {
+                std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+                    .is_ok_and(|cgroups| cgroups.contains(&self.tag))
+            })
+            .collect()
+    }
+
+    /// Returns the pid of worker `id`.
+    pub fn worker_pid(&self, id: &str) -> u32 {
+        self.workers[id].id()
+    }
+
     /// Runs the CLI against this cluster.
     pub fn herd(&self, args: &[&str]) -> Output {
         Command::new(binary("herd"))
@@ -320,4 +357,34 @@ pub fn pids_running(argv: &[&str]) -> Vec<u32> {
         }
     }
     pids
+}
+
+/// Returns how many distinct PID namespaces the host's processes are in.
+pub fn pid_namespace_count() -> usize {
+    let mut namespaces = std::collections::HashSet::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        if let Ok(target) = std::fs::read_link(entry.path().join("ns/pid")) {
+            namespaces.insert(target);
+        }
+    }
+    namespaces.len()
+}
+
+/// Counts the entries of `/proc/PID/fd` or `/proc/PID/task`.
+pub fn count_entries(pid: u32, folder: &str) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/{folder}"))
+        .map(|entries| entries.count())
+        .unwrap_or(0)
+}
+
+/// Returns those of `processes` still alive: the same pid with the same
+/// command line, so a reused pid does not count.
+pub fn still_alive(processes: &[(u32, Vec<u8>)]) -> Vec<u32> {
+    processes
+        .iter()
+        .filter(|(pid, cmdline)| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|now| now == *cmdline)
+        })
+        .map(|(pid, _)| *pid)
+        .collect()
 }

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use herd_tests::{Cluster, can_run, pids_running};
+use herd_tests::{Cluster, can_run, still_alive};
 
 const LEASE: Duration = Duration::from_secs(2);
 
@@ -15,6 +15,13 @@ fn killed_worker_loses_its_process() {
     let script = "sleep 100 & disown; exec sleep 101";
     let id = cluster.run_detached(&["--worker", "w1", "--", "bash", "-c", script]);
     cluster.wait_status(&id, Duration::from_secs(5), |s| s["state"] == "RUNNING");
+    std::thread::sleep(Duration::from_millis(300));
+    let processes = cluster.sandbox_processes("w1", &id);
+    assert_eq!(
+        processes.len(),
+        3,
+        "init, sleep 100 and sleep 101: {processes:?}"
+    );
 
     cluster.stop_worker("w1", libc::SIGKILL);
     let killed = Instant::now();
@@ -28,8 +35,7 @@ fn killed_worker_loses_its_process() {
 
     cluster.start_worker("w1");
     cluster.wait_worker_state("w1", "READY", Duration::from_secs(10));
-    assert!(pids_running(&["sleep", "100"]).is_empty());
-    assert!(pids_running(&["sleep", "101"]).is_empty());
+    assert_eq!(still_alive(&processes), Vec::<u32>::new());
     assert!(cluster.command_cgroups("w1").is_empty());
 }
 

@@ -7,6 +7,7 @@ use anyhow::Context;
 use herd_proto::daemon::{Listener, bind};
 use herd_proto::v1::worker_process_service_server::WorkerProcessServiceServer;
 use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::watch;
 use tonic::transport::Server;
 
 use crate::cgroup::{self, CommandCgroup, Layout};
@@ -18,6 +19,9 @@ use crate::service::WorkerService;
 /// Name of the leaf cgroup the worker moves itself into on cgroup v2 when
 /// its own cgroup must delegate controllers to the commands' cgroups.
 const SUPERVISOR_LEAF: &str = "supervisor";
+
+/// How long the server may take to close its streams at shutdown.
+const SERVER_DRAIN: Duration = Duration::from_secs(3);
 
 /// Grace given to running commands when the worker shuts down.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -33,9 +37,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let runner = Runner::new(layout.clone(), settings);
 
     let listener = bind(&config.listen, 0o600).await?;
+    let (stop, stopped) = watch::channel(false);
     let service = WorkerService {
         worker_id: config.id.clone(),
         runner: runner.clone(),
+        stopping: stopped.clone(),
     };
     let identity = Identity {
         id: config.id.clone(),
@@ -51,11 +57,21 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     ));
     tracing::info!(worker_id = %config.id, listen = %config.listen, "worker started");
 
-    let shutdown = shutdown_signal();
-    serve(listener, service, shutdown).await?;
+    let server = tokio::spawn(serve(listener, service, stopped));
+    shutdown_signal().await;
+
+    // The server keeps running while commands end, so their final events
+    // still reach the manager.
     registration.abort();
     tracing::info!(worker_id = %config.id, "shutting down; terminating running commands");
     runner.terminate_all(SHUTDOWN_GRACE).await;
+    let _ = stop.send(true);
+    match tokio::time::timeout(SERVER_DRAIN, server).await {
+        Ok(result) => result??,
+        Err(_) => {
+            tracing::warn!(worker_id = %config.id, "open streams did not close; exiting anyway")
+        }
+    }
     remove_parents(&layout);
     Ok(())
 }
@@ -106,8 +122,11 @@ fn clean_leftovers(layout: &Layout) {
 async fn serve(
     listener: Listener,
     service: WorkerService,
-    shutdown: impl Future<Output = ()>,
+    mut stopped: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
+    let shutdown = async move {
+        let _ = stopped.wait_for(|stop| *stop).await;
+    };
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter
         .set_serving::<WorkerProcessServiceServer<WorkerService>>()

@@ -15,6 +15,9 @@ pub enum Ending {
     Terminated,
     /// Its wall-clock limit ran out.
     TimedOut { limit_ms: u64 },
+    /// It hit its memory limit on a v1 host, and the worker killed the
+    /// sandbox in place of the kernel's OOM killer.
+    OutOfMemory,
 }
 
 /// Builds the final status. `report` is what the init wrote; when it wrote
@@ -33,7 +36,8 @@ pub fn build(
         InitReport::Exited { code } | InitReport::SpawnFailed { code, .. } => (Some(*code), None),
         InitReport::Signaled { signal } => (None, Some(*signal)),
     };
-    let oom_killed = signal == Some(libc::SIGKILL) && stats.oom_kills.unwrap_or(0) > 0;
+    let oom_killed = signal == Some(libc::SIGKILL)
+        && (stats.oom_kills.unwrap_or(0) > 0 || ending == Ending::OutOfMemory);
     let (reason, error) = match (&report, ending) {
         (_, Ending::TimedOut { limit_ms }) => (
             Reason::TimedOut,
@@ -43,7 +47,7 @@ pub fn build(
         (InitReport::SpawnFailed { message, .. }, _) => (Reason::SpawnFailed, message.clone()),
         _ if oom_killed => (
             Reason::OomKilled,
-            "killed by the kernel's OOM killer: the command reached its memory limit".to_owned(),
+            "killed by the OOM killer: the command reached its memory limit".to_owned(),
         ),
         (InitReport::Signaled { signal }, _) => (
             Reason::Signaled,

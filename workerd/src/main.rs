@@ -18,6 +18,9 @@ fn main() -> ExitCode {
     let result = config::Config::load(flags).and_then(|config| {
         tokio::runtime::Builder::new_multi_thread()
             .enable_all()
+            // Blocking threads serve bursts of cgroup work; let them go soon
+            // after, so an idle worker holds few threads.
+            .thread_keep_alive(std::time::Duration::from_secs(2))
             .build()?
             .block_on(daemon::run(config))
     });

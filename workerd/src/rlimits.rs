@@ -78,7 +78,7 @@ pub fn parse(name: &str, value: &str) -> Result<Rlimit, RlimitError> {
         return Err(RlimitError::InvalidValue(value.to_owned()));
     }
     Ok(Rlimit {
-        resource: resource as u32,
+        resource,
         soft,
         hard,
     })
@@ -107,12 +107,12 @@ mod tests {
         let limits = resolve(&BTreeMap::new()).unwrap();
         let core = limits
             .iter()
-            .find(|l| l.resource == libc::RLIMIT_CORE as u32)
+            .find(|l| l.resource == libc::RLIMIT_CORE)
             .unwrap();
         assert_eq!((core.soft, core.hard), (0, 0));
         let nofile = limits
             .iter()
-            .find(|l| l.resource == libc::RLIMIT_NOFILE as u32)
+            .find(|l| l.resource == libc::RLIMIT_NOFILE)
             .unwrap();
         assert_eq!(nofile.soft, 1024);
     }
@@ -123,7 +123,7 @@ mod tests {
         let limits = resolve(&settings).unwrap();
         let nofile = limits
             .iter()
-            .find(|l| l.resource == libc::RLIMIT_NOFILE as u32)
+            .find(|l| l.resource == libc::RLIMIT_NOFILE)
             .unwrap();
         assert_eq!((nofile.soft, nofile.hard), (64, 128));
     }

@@ -84,6 +84,25 @@ impl Runner {
         processes.keys().cloned().collect()
     }
 
+    /// Reads the current cgroup statistics of every running process.
+    pub async fn sample(&self) -> HashMap<String, Stats> {
+        let handles: Vec<(String, Arc<CommandCgroup>)> = {
+            let processes = self.processes.lock().expect("runner lock poisoned");
+            processes
+                .iter()
+                .map(|(id, handle)| (id.clone(), handle.cgroup.clone()))
+                .collect()
+        };
+        tokio::task::spawn_blocking(move || {
+            handles
+                .into_iter()
+                .map(|(id, cgroup)| (id, cgroup.stats()))
+                .collect()
+        })
+        .await
+        .unwrap_or_default()
+    }
+
     /// Checks a request and builds the sandbox spec for it.
     pub fn prepare(&self, process_id: &str, command: &Command) -> Result<SandboxSpec, RunError> {
         if command.args.is_empty() || command.args[0].is_empty() {
@@ -195,9 +214,13 @@ impl Runner {
         let _ = events.send(started).await;
 
         let pump = tokio::spawn(output::pump(sandbox.stdout, sandbox.stderr, events.clone()));
+        let oom_watch = watch_oom(process_id, &handle);
         let timeout = limits.timeout_ms.map(Duration::from_millis);
         let init_signal = wait_with_timeout(&handle, timeout, limits.timeout_ms).await;
         let report = read_report(sandbox.report).await;
+        if let Some(watch) = oom_watch {
+            watch.abort();
+        }
 
         // The kernel kills the rest of the PID namespace when the init exits;
         // killing the cgroup also covers processes that are stopped or frozen.
@@ -214,12 +237,16 @@ impl Runner {
             }
         };
 
-        let stats = self.finish_cgroup(process_id, &handle).await;
+        let mut stats = self.finish_cgroup(process_id, &handle).await;
         self.processes
             .lock()
             .expect("runner lock poisoned")
             .remove(process_id);
         let ending = *handle.ending.lock().expect("ending lock poisoned");
+        if ending == Ending::OutOfMemory {
+            // The kernel's counter misses the kill the worker made for it.
+            stats.oom_kills = Some(stats.oom_kills.unwrap_or(0) + 1);
+        }
         let status = exit::build(
             report,
             init_signal,
@@ -296,6 +323,37 @@ impl Runner {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
+}
+
+/// Starts a task that kills the sandbox when it reaches its v1 memory
+/// limit, where the kernel's OOM killer is off for it.
+fn watch_oom(process_id: &str, handle: &Arc<Handle>) -> Option<tokio::task::JoinHandle<()>> {
+    let event = match handle.cgroup.watch_oom() {
+        Ok(event) => event?,
+        Err(error) => {
+            tracing::error!(process_id, error = %error, "failed to watch for OOM");
+            return None;
+        }
+    };
+    let handle = handle.clone();
+    let process_id = process_id.to_owned();
+    Some(tokio::spawn(async move {
+        // SAFETY: the task owns the eventfd for the AsyncFd's whole life.
+        let Ok(watched) = (unsafe { AsyncFd::register(event) }) else {
+            return;
+        };
+        if watched.readable().await.is_err() {
+            return;
+        }
+        tracing::info!(process_id, "memory limit reached; killing the sandbox");
+        {
+            let mut ending = handle.ending.lock().expect("ending lock poisoned");
+            if *ending == Ending::Natural {
+                *ending = Ending::OutOfMemory;
+            }
+        }
+        kill_tree(&handle).await;
+    }))
 }
 
 /// Waits for the init to exit; kills the tree when the timeout runs out

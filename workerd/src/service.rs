@@ -1,26 +1,33 @@
 //! The worker's gRPC API, called by the manager.
 
+use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use herd_proto::v1::worker_process_service_server::WorkerProcessService;
 use herd_proto::v1::{
-    ExecuteCommandRequest, HealthCheckRequest, HealthCheckResponse, MetricsSample,
+    ExecuteCommandRequest, HealthCheckRequest, HealthCheckResponse, Metrics, MetricsSample,
     ReportMetricsRequest, WorkerEvent, WorkerListProcessesRequest, WorkerListProcessesResponse,
     WorkerTerminateRequest, WorkerTerminateResponse,
 };
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use crate::host;
 use crate::runner::{RunError, Runner};
+use crate::{exit, host};
 
 /// Events buffered per process between the sandbox's pipes and the manager.
 /// When the manager reads slower, the pump stops reading the pipes.
 const EVENT_BUFFER: usize = 16;
+
+/// Time between metrics samples when the request gives none.
+const DEFAULT_METRICS_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Shortest time between samples, so a caller cannot make the worker spin.
+const MIN_METRICS_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Grace period when a terminate request gives none.
 const DEFAULT_GRACE: Duration = Duration::from_secs(10);
@@ -32,6 +39,8 @@ type EventStream = Pin<Box<dyn Stream<Item = Result<WorkerEvent, Status>> + Send
 pub struct WorkerService {
     pub worker_id: String,
     pub runner: Arc<Runner>,
+    /// Turns true at shutdown, which ends the metrics streams.
+    pub stopping: watch::Receiver<bool>,
 }
 
 impl From<RunError> for Status {
@@ -96,13 +105,24 @@ impl WorkerProcessService for WorkerService {
 
     async fn report_metrics(
         &self,
-        _request: Request<ReportMetricsRequest>,
+        request: Request<ReportMetricsRequest>,
     ) -> Result<Response<Self::ReportMetricsStream>, Status> {
-        // TODO: stream per-process cgroup samples; until then heartbeats
-        // carry the worker's own metrics.
-        Err(Status::unimplemented(
-            "ReportMetrics is not implemented yet",
-        ))
+        let interval = match request.into_inner().interval_ms {
+            0 => DEFAULT_METRICS_INTERVAL,
+            millis => Duration::from_millis(millis).max(MIN_METRICS_INTERVAL),
+        };
+        let (sender, receiver) = mpsc::channel(1);
+        let stopping = self.stopping.clone();
+        tokio::spawn(send_samples(
+            self.runner.clone(),
+            interval,
+            stopping,
+            sender,
+        ));
+        let stream = ReceiverStream::new(receiver);
+        Ok(Response::new(Box::pin(tokio_stream::StreamExt::map(
+            stream, Ok,
+        ))))
     }
 
     async fn list_processes(
@@ -112,5 +132,36 @@ impl WorkerProcessService for WorkerService {
         Ok(Response::new(WorkerListProcessesResponse {
             process_ids: self.runner.running_ids(),
         }))
+    }
+}
+
+/// Sends a sample of the worker and of every running process each
+/// `interval`, until the receiver is gone or the worker stops.
+async fn send_samples(
+    runner: Arc<Runner>,
+    interval: Duration,
+    mut stopping: watch::Receiver<bool>,
+    sender: mpsc::Sender<MetricsSample>,
+) {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            _ = stopping.wait_for(|stop| *stop) => return,
+        }
+        let processes: HashMap<String, Metrics> = runner
+            .sample()
+            .await
+            .iter()
+            .map(|(id, stats)| (id.clone(), exit::to_metrics(stats)))
+            .collect();
+        let sample = MetricsSample {
+            worker: Some(host::metrics(processes.len())),
+            processes,
+        };
+        if sender.send(sample).await.is_err() {
+            return;
+        }
     }
 }

@@ -2,6 +2,7 @@
 //! hierarchy the host mounts.
 
 use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -85,7 +86,9 @@ impl CommandCgroup {
             if swap.exists() {
                 write_file(swap, "0")?;
             }
-            return Ok(());
+            // An OOM kill takes the whole sandbox, so a shell does not live
+            // on to report its child's death as an ordinary exit.
+            return write_file(dir.join("memory.oom.group"), "1").or_else(ignore_missing);
         }
         write_file(dir.join("memory.limit_in_bytes"), &bytes.to_string())?;
         // memory.memsw.* exists only when the kernel accounts swap; setting it
@@ -94,7 +97,38 @@ impl CommandCgroup {
         if memsw.exists() {
             write_file(memsw, &bytes.to_string())?;
         }
-        write_file(dir.join("memory.swappiness"), "0").or_else(ignore_missing)
+        write_file(dir.join("memory.swappiness"), "0").or_else(ignore_missing)?;
+        // v1 has no memory.oom.group, so the kernel's OOM killer is turned
+        // off here and the worker kills the whole sandbox when notified (see
+        // `watch_oom`). Tasks at the limit wait until then.
+        write_file(dir.join("memory.oom_control"), "1")
+    }
+
+    /// Returns an eventfd that becomes readable when the command hits its
+    /// memory limit on a v1 memory controller, where the worker itself
+    /// kills the sandbox. `None` on v2, where the kernel kills the group.
+    pub fn watch_oom(&self) -> Result<Option<OwnedFd>, CgroupError> {
+        let Some((dir, false)) = self.layout.controller_dir("memory", &self.name) else {
+            return Ok(None);
+        };
+        let control_path = dir.join("memory.oom_control");
+        let control = std::fs::File::open(&control_path).map_err(|source| CgroupError::Read {
+            path: control_path.clone(),
+            source,
+        })?;
+        // SAFETY: eventfd returns a new descriptor or -1.
+        let raw = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        if raw < 0 {
+            return Err(CgroupError::Read {
+                path: control_path,
+                source: io::Error::last_os_error(),
+            });
+        }
+        // SAFETY: eventfd succeeded, so nothing else owns the descriptor.
+        let event = unsafe { OwnedFd::from_raw_fd(raw) };
+        let registration = format!("{} {}", event.as_raw_fd(), control.as_raw_fd());
+        write_file(dir.join("cgroup.event_control"), &registration)?;
+        Ok(Some(event))
     }
 
     fn limit_cpu(&self, cpus: f64) -> Result<(), CgroupError> {
@@ -433,6 +467,7 @@ mod tests {
         cgroup.apply_limits(&limits).unwrap();
         assert_eq!(read(dir.join("memory.max")), "67108864");
         assert_eq!(read(dir.join("memory.swap.max")), "0");
+        assert_eq!(read(dir.join("memory.oom.group")), "1");
         assert_eq!(read(dir.join("cpu.max")), "50000 100000");
         assert_eq!(read(dir.join("pids.max")), "32");
         assert_eq!(cgroup.v2_dir(), Some(dir.as_path()));
@@ -453,6 +488,7 @@ mod tests {
         cgroup.apply_limits(&limits).unwrap();
         assert_eq!(read(memory.join("memory.limit_in_bytes")), "67108864");
         assert_eq!(read(memory.join("memory.memsw.limit_in_bytes")), "67108864");
+        assert_eq!(read(memory.join("memory.oom_control")), "1");
         let cpu = root.path().join("cpu/herd/p1");
         assert_eq!(read(cpu.join("cpu.cfs_quota_us")), "200000");
         assert_eq!(read(cpu.join("cpu.cfs_period_us")), "100000");
