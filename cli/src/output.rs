@@ -63,6 +63,8 @@ fn limits_json(limits: Option<Limits>) -> Value {
         "cpus": limits.cpus,
         "pids": limits.pids,
         "timeout_ms": limits.timeout_ms,
+        "io_read_bps": limits.io_read_bps,
+        "io_write_bps": limits.io_write_bps,
     })
 }
 

@@ -9,6 +9,8 @@ use herd_proto::v1::{Command, ExecuteDistributedCommandRequest, Limits};
 const MAX_COMMAND_BYTES: usize = 1 << 20;
 /// Smallest memory limit accepted: below this even a shell cannot start.
 const MIN_MEMORY_BYTES: u64 = 4 << 20;
+/// Smallest I/O bandwidth accepted, in bytes per second: one page.
+const MIN_IO_BPS: u64 = 4096;
 /// Largest CPU quota accepted, in cores.
 const MAX_CPUS: f64 = 1024.0;
 
@@ -163,6 +165,20 @@ fn limits(limits: &Limits) -> Result<(), InvalidField> {
             "limits.cpus",
             format!("{cpus} must be between 0.01 and {MAX_CPUS}"),
         ));
+    }
+    for (field, bps) in [
+        ("limits.io_read_bps", limits.io_read_bps),
+        ("limits.io_write_bps", limits.io_write_bps),
+    ] {
+        if bps.is_some_and(|bps| bps < MIN_IO_BPS) {
+            return Err(invalid(
+                field,
+                format!(
+                    "{} is below the minimum of {MIN_IO_BPS} bytes per second",
+                    bps.unwrap_or(0)
+                ),
+            ));
+        }
     }
     if limits.pids == Some(0) {
         return Err(invalid(

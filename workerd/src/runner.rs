@@ -170,6 +170,8 @@ impl Runner {
             memory_bytes: limits.memory_bytes,
             cpus: limits.cpus,
             pids: limits.pids,
+            io_read_bps: limits.io_read_bps,
+            io_write_bps: limits.io_write_bps,
         };
         let spec = spec.clone();
         let (cgroup, sandbox) = tokio::task::spawn_blocking(move || {

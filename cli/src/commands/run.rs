@@ -36,6 +36,12 @@ pub struct Args {
     /// Maximum number of processes and threads
     #[arg(long, alias = "pids")]
     pids_limit: Option<u64>,
+    /// Read bandwidth per disk, in bytes per second, such as 10m
+    #[arg(long, value_name = "SIZE")]
+    io_read_bps: Option<String>,
+    /// Write bandwidth per disk, in bytes per second, such as 10m
+    #[arg(long, value_name = "SIZE")]
+    io_write_bps: Option<String>,
     /// Wall-clock limit, such as 30s or 5m
     #[arg(long)]
     timeout: Option<String>,
@@ -71,13 +77,16 @@ fn key_values(flag: &str, items: &[String]) -> anyhow::Result<HashMap<String, St
     Ok(map)
 }
 
-fn build_request(args: Args) -> anyhow::Result<(ExecuteDistributedCommandRequest, bool)> {
-    let memory_bytes = args
-        .memory
-        .as_deref()
-        .map(parse_size)
+fn parse_optional_size(flag: &str, text: Option<&str>) -> anyhow::Result<Option<u64>> {
+    text.map(parse_size)
         .transpose()
-        .context("invalid --memory")?;
+        .with_context(|| format!("invalid {flag}"))
+}
+
+fn build_request(args: Args) -> anyhow::Result<(ExecuteDistributedCommandRequest, bool)> {
+    let memory_bytes = parse_optional_size("--memory", args.memory.as_deref())?;
+    let io_read_bps = parse_optional_size("--io-read-bps", args.io_read_bps.as_deref())?;
+    let io_write_bps = parse_optional_size("--io-write-bps", args.io_write_bps.as_deref())?;
     let timeout_ms = args
         .timeout
         .as_deref()
@@ -103,6 +112,8 @@ fn build_request(args: Args) -> anyhow::Result<(ExecuteDistributedCommandRequest
             cpus: args.cpus,
             pids: args.pids_limit,
             timeout_ms,
+            io_read_bps,
+            io_write_bps,
         }),
         worker_id: args.worker.unwrap_or_default(),
         labels: key_values("--label", &args.labels)?,

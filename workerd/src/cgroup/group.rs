@@ -74,6 +74,40 @@ impl CommandCgroup {
             let dir = self.dir_of("pids", "pids")?.0;
             write_file(dir.join("pids.max"), &pids.to_string())?;
         }
+        if limits.io_read_bps.is_some() || limits.io_write_bps.is_some() {
+            self.limit_io(limits.io_read_bps, limits.io_write_bps)?;
+        }
+        Ok(())
+    }
+
+    /// Throttles every disk of the host: v1 blkio.throttle files take one
+    /// device per write, v2 io.max takes both rates on one line.
+    fn limit_io(&self, read_bps: Option<u64>, write_bps: Option<u64>) -> Result<(), CgroupError> {
+        let (dir, v2) = match self.layout.controller_dir("blkio", &self.name) {
+            Some(found) => found,
+            None => self.dir_of("io", "io bandwidth")?,
+        };
+        for device in disks(&self.layout.sys_block)? {
+            if v2 {
+                let mut line = device.clone();
+                if let Some(bps) = read_bps {
+                    line.push_str(&format!(" rbps={bps}"));
+                }
+                if let Some(bps) = write_bps {
+                    line.push_str(&format!(" wbps={bps}"));
+                }
+                write_file(dir.join("io.max"), &line)?;
+                continue;
+            }
+            if let Some(bps) = read_bps {
+                let path = dir.join("blkio.throttle.read_bps_device");
+                write_file(path, &format!("{device} {bps}"))?;
+            }
+            if let Some(bps) = write_bps {
+                let path = dir.join("blkio.throttle.write_bps_device");
+                write_file(path, &format!("{device} {bps}"))?;
+            }
+        }
         Ok(())
     }
 
@@ -270,6 +304,29 @@ impl CommandCgroup {
     }
 }
 
+/// Returns `MAJ:MIN` of each disk under `sys_block` (normally /sys/block),
+/// skipping loop, RAM and zram devices, which are memory, not disks.
+fn disks(sys_block: &Path) -> Result<Vec<String>, CgroupError> {
+    let entries = std::fs::read_dir(sys_block).map_err(|source| CgroupError::Read {
+        path: sys_block.to_owned(),
+        source,
+    })?;
+    let mut devices = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if ["loop", "ram", "zram"]
+            .iter()
+            .any(|prefix| name.starts_with(prefix))
+        {
+            continue;
+        }
+        let device = read_file(entry.path().join("dev"))?;
+        devices.push(device.trim().to_owned());
+    }
+    devices.sort();
+    Ok(devices)
+}
+
 fn ignore_missing(error: CgroupError) -> Result<(), CgroupError> {
     match &error {
         CgroupError::Write { source, .. } if source.kind() == io::ErrorKind::NotFound => Ok(()),
@@ -440,7 +497,11 @@ mod tests {
             std::fs::create_dir_all(&dir).unwrap();
             v1_parents.insert((*controller).to_owned(), dir);
         }
+        std::fs::create_dir_all(root.join("block/vda")).unwrap();
+        std::fs::write(root.join("block/vda/dev"), "254:0\n").unwrap();
+        std::fs::create_dir_all(root.join("block/loop0")).unwrap();
         Layout {
+            sys_block: root.join("block"),
             v2_own: Some(root.join("unified")),
             v2_parent: Some(v2_parent),
             v2_controllers: v2_controllers.iter().map(|c| (*c).to_owned()).collect(),
@@ -455,7 +516,7 @@ mod tests {
     #[test]
     fn v2_limits_go_to_v2_files() {
         let root = tempfile::tempdir().unwrap();
-        let layout = fixture(root.path(), &["memory", "cpu", "pids"], &[]);
+        let layout = fixture(root.path(), &["memory", "cpu", "pids", "io"], &[]);
         let cgroup = CommandCgroup::create(&layout, "p1").unwrap();
         let dir = root.path().join("unified/herd/p1");
         std::fs::write(dir.join("memory.swap.max"), "max").unwrap();
@@ -463,8 +524,11 @@ mod tests {
             memory_bytes: Some(64 << 20),
             cpus: Some(0.5),
             pids: Some(32),
+            io_read_bps: Some(1 << 20),
+            io_write_bps: Some(2 << 20),
         };
         cgroup.apply_limits(&limits).unwrap();
+        assert_eq!(read(dir.join("io.max")), "254:0 rbps=1048576 wbps=2097152");
         assert_eq!(read(dir.join("memory.max")), "67108864");
         assert_eq!(read(dir.join("memory.swap.max")), "0");
         assert_eq!(read(dir.join("memory.oom.group")), "1");
@@ -476,7 +540,7 @@ mod tests {
     #[test]
     fn hybrid_limits_go_to_v1_files() {
         let root = tempfile::tempdir().unwrap();
-        let layout = fixture(root.path(), &[], &["memory", "cpu", "pids"]);
+        let layout = fixture(root.path(), &[], &["memory", "cpu", "pids", "blkio"]);
         let cgroup = CommandCgroup::create(&layout, "p1").unwrap();
         let memory = root.path().join("memory/herd/p1");
         std::fs::write(memory.join("memory.memsw.limit_in_bytes"), "").unwrap();
@@ -484,8 +548,16 @@ mod tests {
             memory_bytes: Some(64 << 20),
             cpus: Some(2.0),
             pids: Some(64),
+            io_read_bps: Some(4096),
+            io_write_bps: None,
         };
         cgroup.apply_limits(&limits).unwrap();
+        let blkio = root.path().join("blkio/herd/p1");
+        assert_eq!(
+            read(blkio.join("blkio.throttle.read_bps_device")),
+            "254:0 4096"
+        );
+        assert!(!blkio.join("blkio.throttle.write_bps_device").exists());
         assert_eq!(read(memory.join("memory.limit_in_bytes")), "67108864");
         assert_eq!(read(memory.join("memory.memsw.limit_in_bytes")), "67108864");
         assert_eq!(read(memory.join("memory.oom_control")), "1");

@@ -12,6 +12,8 @@ pub const CONTROLLERS: &[&str] = &["memory", "cpu", "cpuacct", "pids", "freezer"
 /// Where the cgroup hierarchies are and where this worker's cgroups go.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Layout {
+    /// Where the host lists its block devices, normally /sys/block.
+    pub sys_block: PathBuf,
     /// Directory of the worker's own cgroup in the cgroup2 hierarchy.
     pub v2_own: Option<PathBuf>,
     /// Directory of the worker's parent cgroup in the cgroup2 hierarchy.
@@ -53,6 +55,7 @@ impl Layout {
         let mounts = parse_mountinfo(mountinfo);
         let own = parse_membership(membership);
         let mut layout = Layout {
+            sys_block: PathBuf::from("/sys/block"),
             v2_own: None,
             v2_parent: None,
             v2_controllers: Vec::new(),

@@ -38,6 +38,10 @@ pub struct Limits {
     pub memory_bytes: Option<u64>,
     pub cpus: Option<f64>,
     pub pids: Option<u64>,
+    /// Bytes per second read from each disk.
+    pub io_read_bps: Option<u64>,
+    /// Bytes per second written to each disk.
+    pub io_write_bps: Option<u64>,
 }
 
 /// Errors of the cgroup layer; each names the operation and the path.
