@@ -144,7 +144,7 @@ fn read_bandwidth_is_throttled() {
 
 fn set_mode(path: &std::path::Path, mode: u32) {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod test file");
 }
 
 #[test]
