@@ -171,6 +171,7 @@ pub fn print_process_detail(status: &ProcessStatus) {
                 }
             }
             Value::Null => {}
+            Value::String(text) if text.is_empty() => {}
             other => println!("{name}: {}", plain(&other)),
         }
     }
@@ -186,8 +187,8 @@ fn plain(value: &Value) -> String {
 /// Prints workers as a table with a header.
 pub fn print_worker_table(workers: &[WorkerInfo]) {
     println!(
-        "{:<16} {:<8} {:<8} {:<8} {:<32} LABELS",
-        "ID", "STATE", "RUNNING", "LOAD", "ADDRESS"
+        "{:<16} {:<8} {:<8} {:<8} {:<12} {:<32} LABELS",
+        "ID", "STATE", "RUNNING", "LOAD", "MEM FREE", "ADDRESS"
     );
     for worker in workers {
         let mut labels: Vec<String> = worker

@@ -63,7 +63,13 @@ fn missing_program_is_spawn_failed() {
         return;
     }
     let cluster = Cluster::start(&["w1"], LEASE);
+    let started = std::time::Instant::now();
     let output = cluster.herd(&["run", "--id", "missing", "--", "/no/such/program"]);
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
     assert_eq!(output.status.code(), Some(127));
     let status = cluster.status("missing");
     assert_eq!(status["state"], "FAILED");
