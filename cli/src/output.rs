@@ -1,10 +1,28 @@
 //! Printing records as tables and JSON.
 
+use std::io::Write;
+
 use herd_proto::v1::{
-    Limits, Metrics, ProcessState, ProcessStatus, Reason, WorkerInfo, WorkerState,
+    Limits, Metrics, OutputChunk, OutputStream, ProcessState, ProcessStatus, Reason, WorkerInfo,
+    WorkerState,
 };
 use prost_types::Timestamp;
 use serde_json::{Value, json};
+
+/// Writes a chunk of a process's output to our stdout or stderr, as the
+/// process wrote it, and flushes so interleaving stays close to the
+/// original.
+pub fn write_chunk(chunk: &OutputChunk) -> std::io::Result<()> {
+    if chunk.stream == OutputStream::Stderr as i32 {
+        let mut stderr = std::io::stderr().lock();
+        stderr.write_all(&chunk.data)?;
+        stderr.flush()
+    } else {
+        let mut stdout = std::io::stdout().lock();
+        stdout.write_all(&chunk.data)?;
+        stdout.flush()
+    }
+}
 
 /// Output format of `ps`, `status` and `workers`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -3,12 +3,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use herd_proto::daemon::{Listener, bind};
+use herd_proto::daemon::{self, Listener, bind};
 use herd_proto::v1::process_management_service_server::ProcessManagementServiceServer;
 use herd_proto::v1::worker_registration_service_server::WorkerRegistrationServiceServer;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
-use tonic::transport::Server;
+use tonic::server::NamedService;
 
 use crate::api::ProcessApi;
 use crate::config::Config;
@@ -84,39 +84,21 @@ async fn monitor_leases(manager: Arc<Manager>) {
 async fn serve(
     listener: Listener,
     manager: Arc<Manager>,
-    mut stopped: watch::Receiver<bool>,
+    stopped: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    let (health_reporter, health_service) = tonic_health::server::health_reporter();
-    health_reporter
-        .set_serving::<ProcessManagementServiceServer<ProcessApi>>()
-        .await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(herd_proto::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
-    let router = Server::builder()
-        .add_service(health_service)
-        .add_service(reflection)
+    let names = [
+        <ProcessManagementServiceServer<ProcessApi> as NamedService>::NAME,
+        <WorkerRegistrationServiceServer<RegistrationApi> as NamedService>::NAME,
+    ];
+    let router = daemon::standard_router(&names)
+        .await?
         .add_service(ProcessManagementServiceServer::new(ProcessApi {
             manager: manager.clone(),
         }))
         .add_service(WorkerRegistrationServiceServer::new(RegistrationApi {
             manager,
         }));
-    let shutdown = async move {
-        let _ = stopped.wait_for(|stop| *stop).await;
-    };
-    match listener {
-        Listener::Unix(incoming) => {
-            router
-                .serve_with_incoming_shutdown(incoming, shutdown)
-                .await?
-        }
-        Listener::Tcp(incoming) => {
-            router
-                .serve_with_incoming_shutdown(incoming, shutdown)
-                .await?
-        }
-    }
+    daemon::serve(router, listener, stopped).await?;
     Ok(())
 }
 

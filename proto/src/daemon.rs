@@ -5,7 +5,10 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
+use tokio::sync::watch;
 use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
+use tonic::transport::Server;
+use tonic::transport::server::Router;
 
 use crate::endpoint::Endpoint;
 
@@ -30,6 +33,54 @@ pub enum DaemonError {
         "cannot listen on {0}: https needs TLS settings, which this build does not support yet"
     )]
     TlsUnsupported(Endpoint),
+    #[error("failed to build the reflection service")]
+    Reflection(#[source] tonic_reflection::server::Error),
+    #[error("the gRPC server failed")]
+    Serve(#[source] tonic::transport::Error),
+}
+
+/// Starts a router with the standard services every herd daemon serves:
+/// `grpc.health.v1.Health`, reporting each of `services` as serving, and
+/// server reflection of every herd proto, so grpcurl works unaided.
+pub async fn standard_router(services: &[&str]) -> Result<Router, DaemonError> {
+    let (reporter, health) = tonic_health::server::health_reporter();
+    for service in services {
+        reporter
+            .set_service_status(*service, tonic_health::ServingStatus::Serving)
+            .await;
+    }
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(crate::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(DaemonError::Reflection)?;
+    Ok(Server::builder()
+        .add_service(health)
+        .add_service(reflection))
+}
+
+/// Serves `router` on `listener` until `stopped` turns true, then lets open
+/// calls finish.
+pub async fn serve(
+    router: Router,
+    listener: Listener,
+    mut stopped: watch::Receiver<bool>,
+) -> Result<(), DaemonError> {
+    let shutdown = async move {
+        let _ = stopped.wait_for(|stop| *stop).await;
+    };
+    let result = match listener {
+        Listener::Unix(incoming) => {
+            router
+                .serve_with_incoming_shutdown(incoming, shutdown)
+                .await
+        }
+        Listener::Tcp(incoming) => {
+            router
+                .serve_with_incoming_shutdown(incoming, shutdown)
+                .await
+        }
+    };
+    result.map_err(DaemonError::Serve)
 }
 
 /// Loads a TOML config file. A missing file is an error only when the

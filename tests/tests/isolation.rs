@@ -30,30 +30,6 @@ fn hostname_is_the_process_id() {
 }
 
 #[test]
-fn memory_limit_is_oom_killed() {
-    if !can_run() {
-        return;
-    }
-    let cluster = Cluster::start(&["w1"], LEASE);
-    let output = cluster.herd(&[
-        "run",
-        "--id",
-        "hog",
-        "--memory",
-        "64M",
-        "--",
-        "tail",
-        "/dev/zero",
-    ]);
-    assert_eq!(output.status.code(), Some(137));
-    let status = cluster.status("hog");
-    assert_eq!(status["state"], "FAILED");
-    assert_eq!(status["reason"], "OOM_KILLED");
-    assert_eq!(status["signal"], 9);
-    assert!(status["metrics"]["oom_kills"].as_u64().unwrap() >= 1);
-}
-
-#[test]
 fn environment_is_clean() {
     if !can_run() {
         return;

@@ -416,28 +416,26 @@ fn oom_kill_is_reported() {
         return;
     }
     let cluster = Cluster::start(&["w1"], LEASE);
-    let output = cluster.herd(&[
-        "run",
-        "--id",
-        "oom",
-        "--memory",
-        "64M",
-        "--",
-        "sh",
-        "-c",
-        "tail /dev/zero",
-    ]);
-    assert_eq!(output.status.code(), Some(137));
-    let status = cluster.status("oom");
-    assert_eq!(status["state"], "FAILED");
-    assert_eq!(status["reason"], "OOM_KILLED");
-    assert_eq!(status["signal"], 9);
-    assert_eq!(status["metrics"]["oom_kills"], 1);
-    let peak = status["metrics"]["memory_peak_bytes"].as_u64().unwrap();
-    assert!(
-        (56 << 20..=(64 << 20) + (1 << 20)).contains(&peak),
-        "peak {peak}"
-    );
+    // Both the command itself and a shell's child hitting the limit end the
+    // whole sandbox as OOM_KILLED.
+    let forms: [&[&str]; 2] = [&["tail", "/dev/zero"], &["sh", "-c", "tail /dev/zero"]];
+    for (index, form) in forms.iter().enumerate() {
+        let id = format!("oom-{index}");
+        let args = [&["run", "--id", &id, "--memory", "64M", "--"][..], form].concat();
+        let output = cluster.herd(&args);
+        assert_eq!(output.status.code(), Some(137), "{form:?}");
+        let status = cluster.status(&id);
+        assert_eq!(status["state"], "FAILED", "{form:?}");
+        assert_eq!(status["reason"], "OOM_KILLED", "{form:?}");
+        assert_eq!(status["signal"], 9, "{form:?}");
+        assert_eq!(status["exit_code"], serde_json::Value::Null, "{form:?}");
+        assert_eq!(status["metrics"]["oom_kills"], 1, "{form:?}");
+        let peak = status["metrics"]["memory_peak_bytes"].as_u64().unwrap();
+        assert!(
+            (56 << 20..=(64 << 20) + (1 << 20)).contains(&peak),
+            "peak {peak}"
+        );
+    }
 }
 
 #[test]

@@ -4,11 +4,11 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use herd_proto::daemon::{Listener, bind};
+use herd_proto::daemon::{self, Listener, bind};
 use herd_proto::v1::worker_process_service_server::WorkerProcessServiceServer;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
-use tonic::transport::Server;
+use tonic::server::NamedService;
 
 use crate::cgroup::{self, CommandCgroup, Layout};
 use crate::config::Config;
@@ -122,34 +122,13 @@ fn clean_leftovers(layout: &Layout) {
 async fn serve(
     listener: Listener,
     service: WorkerService,
-    mut stopped: watch::Receiver<bool>,
+    stopped: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    let shutdown = async move {
-        let _ = stopped.wait_for(|stop| *stop).await;
-    };
-    let (health_reporter, health_service) = tonic_health::server::health_reporter();
-    health_reporter
-        .set_serving::<WorkerProcessServiceServer<WorkerService>>()
-        .await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(herd_proto::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
-    let router = Server::builder()
-        .add_service(health_service)
-        .add_service(reflection)
+    let names = [<WorkerProcessServiceServer<WorkerService> as NamedService>::NAME];
+    let router = daemon::standard_router(&names)
+        .await?
         .add_service(WorkerProcessServiceServer::new(service));
-    match listener {
-        Listener::Unix(incoming) => {
-            router
-                .serve_with_incoming_shutdown(incoming, shutdown)
-                .await?
-        }
-        Listener::Tcp(incoming) => {
-            router
-                .serve_with_incoming_shutdown(incoming, shutdown)
-                .await?
-        }
-    }
+    daemon::serve(router, listener, stopped).await?;
     Ok(())
 }
 

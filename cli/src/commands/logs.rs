@@ -1,10 +1,9 @@
 //! `herd logs`: print a process's output.
 
-use std::io::Write;
-
 use herd_proto::v1::StreamOutputRequest;
 
 use super::Connected;
+use crate::output::write_chunk;
 
 /// Print a process's stored output; --follow keeps printing until it ends
 #[derive(Debug, clap::Args)]
@@ -26,20 +25,12 @@ pub async fn run(mut client: Connected, args: Args) -> anyhow::Result<u8> {
         .await
         .map_err(|status| anyhow::anyhow!("{}", status.message()))?
         .into_inner();
-    let mut stdout = std::io::stdout().lock();
-    let mut stderr = std::io::stderr().lock();
     while let Some(chunk) = chunks
         .message()
         .await
         .map_err(|status| anyhow::anyhow!("{}", status.message()))?
     {
-        let sink: &mut dyn Write = if chunk.stream == 2 {
-            &mut stderr
-        } else {
-            &mut stdout
-        };
-        sink.write_all(&chunk.data)?;
-        sink.flush()?;
+        write_chunk(&chunk)?;
     }
     Ok(0)
 }

@@ -1,7 +1,6 @@
 //! `herd run`: start a command and stream its output.
 
 use std::collections::HashMap;
-use std::io::Write;
 
 use anyhow::Context;
 use herd_proto::units::{parse_duration, parse_size};
@@ -11,6 +10,7 @@ use herd_proto::v1::{
 };
 
 use super::{Connected, exit_code_of, report_failure};
+use crate::output::write_chunk;
 
 /// Start a command on a worker and stream its output
 #[derive(Debug, clap::Args)]
@@ -131,8 +131,6 @@ pub async fn run(mut client: Connected, args: Args) -> anyhow::Result<u8> {
         .into_inner();
     let mut process_id = String::new();
     let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
-    let mut stdout = std::io::stdout().lock();
-    let mut stderr = std::io::stderr().lock();
     loop {
         let message = tokio::select! {
             message = events.message() => message,
@@ -157,15 +155,7 @@ pub async fn run(mut client: Connected, args: Args) -> anyhow::Result<u8> {
                 }
             }
             Some(process_event::Event::Started(_)) => {}
-            Some(process_event::Event::Output(chunk)) => {
-                let sink: &mut dyn Write = if chunk.stream == 2 {
-                    &mut stderr
-                } else {
-                    &mut stdout
-                };
-                sink.write_all(&chunk.data)?;
-                sink.flush()?;
-            }
+            Some(process_event::Event::Output(chunk)) => write_chunk(&chunk)?,
             Some(process_event::Event::Finished(status)) => {
                 if status.state != ProcessState::Completed as i32 {
                     report_failure(&status);
