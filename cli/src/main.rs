@@ -23,6 +23,14 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
+    if !cli.streams_to_remote() {
+        // Like other Unix tools, die quietly when a reader such as `head`
+        // closes the pipe. `run` keeps the default of Rust programs, so it
+        // can end the remote command first.
+        // SAFETY: setting a signal's disposition to SIG_DFL before any
+        // thread exists has no other effect.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -36,6 +44,13 @@ fn main() -> ExitCode {
     match runtime.block_on(cli.run()) {
         Ok(code) => ExitCode::from(code),
         Err(error) => {
+            let broken_pipe = error
+                .downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe);
+            if broken_pipe {
+                // 128 + SIGPIPE, as a shell reports a writer whose reader left.
+                return ExitCode::from(141);
+            }
             eprintln!("herd: {error:#}");
             ExitCode::from(commands::HERD_FAILED)
         }

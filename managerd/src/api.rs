@@ -97,6 +97,8 @@ impl ProcessManagementService for ProcessApi {
         } else {
             request.id.clone()
         };
+        let request_command = request.command.clone();
+        let request_limits = request.limits;
         let status = ProcessStatus {
             id: id.clone(),
             state: ProcessState::Pending as i32,
@@ -116,8 +118,17 @@ impl ProcessManagementService for ProcessApi {
                 };
                 tokio::spawn(dispatch::run(self.manager.clone(), id.clone(), constraints));
             }
-            // A repeated id attaches to the process it already names.
-            Err(StoreError::AlreadyExists(_)) => {}
+            // A repeated id attaches to the process it already names, if the
+            // request is the same one; a different request is a conflict.
+            Err(StoreError::AlreadyExists(_)) => {
+                let existing = self.manager.store.get(&id).unwrap_or_default();
+                if existing.command != request_command || existing.limits != request_limits {
+                    return Err(Status::already_exists(format!(
+                        "process {id} already exists with a different command or limits; \
+                         choose another --id"
+                    )));
+                }
+            }
             Err(error) => return Err(error.into()),
         }
         let (sender, receiver) = mpsc::channel(STREAM_BUFFER);

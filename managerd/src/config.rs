@@ -14,6 +14,9 @@ const DEFAULT_CONFIG: &str = "/etc/herd/managerd.toml";
 const DEFAULT_LISTEN: &str = "unix:///run/herd/managerd.sock";
 const DEFAULT_LEASE: &str = "10s";
 const DEFAULT_QUEUE_TIMEOUT: &str = "30s";
+/// Shortest lease or queue timeout accepted; below it heartbeats cannot
+/// keep up.
+const MIN_DURATION: Duration = Duration::from_millis(100);
 
 /// herd-managerd: registers workers, places commands on them and keeps
 /// their records and output.
@@ -78,12 +81,12 @@ impl Config {
             .map(|text| text.parse().context("invalid --listen"))
             .collect::<anyhow::Result<Vec<Endpoint>>>()?;
         let worker_lease = positive_duration(
-            "--worker-lease",
+            "--worker-lease (worker_lease)",
             flags.worker_lease.or(file.worker_lease),
             DEFAULT_LEASE,
         )?;
         let queue_timeout = positive_duration(
-            "--queue-timeout",
+            "--queue-timeout (queue_timeout)",
             flags.queue_timeout.or(file.queue_timeout),
             DEFAULT_QUEUE_TIMEOUT,
         )?;
@@ -100,8 +103,8 @@ impl Config {
 fn positive_duration(flag: &str, value: Option<String>, default: &str) -> anyhow::Result<Duration> {
     let text = value.unwrap_or_else(|| default.to_owned());
     let duration = parse_duration(&text).with_context(|| format!("invalid {flag}"))?;
-    if duration.is_zero() {
-        anyhow::bail!("invalid {flag} {text:?}: use a positive duration such as {default}");
+    if duration < MIN_DURATION {
+        anyhow::bail!("invalid {flag} {text:?}: use at least 100ms, such as {default}");
     }
     Ok(duration)
 }

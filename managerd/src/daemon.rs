@@ -39,7 +39,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         listeners.push(bind(endpoint, SOCKET_MODE).await?);
         tracing::info!(listen = %endpoint, "manager listening");
     }
-    tokio::spawn(monitor_leases(manager.clone()));
+    let leases = tokio::spawn(monitor_leases(manager.clone()));
 
     let (stop, stopped) = watch::channel(false);
     let mut servers = Vec::new();
@@ -52,6 +52,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
     shutdown_signal().await;
     tracing::info!("shutting down");
+    // Workers cannot heartbeat while the servers drain, which must not
+    // count against their leases.
+    leases.abort();
     let _ = stop.send(true);
     // Followers of running processes keep their streams open; give them a
     // moment, then exit, which closes every connection.
@@ -60,6 +63,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             Ok(result) => result??,
             Err(_) => tracing::warn!("open streams did not close; exiting anyway"),
         }
+    }
+    for endpoint in &config.listen {
+        daemon::remove_socket(endpoint);
     }
     Ok(())
 }

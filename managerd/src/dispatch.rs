@@ -58,10 +58,22 @@ async fn wait_for_worker(
 }
 
 fn fail_unplaced(manager: &Manager, id: &str, constraints: &Constraints) {
-    let wanted = if constraints.worker_id.is_empty() {
-        "no ready worker matched the request".to_owned()
-    } else {
-        format!("worker {} was not ready", constraints.worker_id)
+    let mut wanted = Vec::new();
+    if !constraints.worker_id.is_empty() {
+        wanted.push(format!("id {}", constraints.worker_id));
+    }
+    let mut labels: Vec<String> = constraints
+        .labels
+        .iter()
+        .map(|(key, value)| format!("{key}={value}"))
+        .collect();
+    labels.sort();
+    if !labels.is_empty() {
+        wanted.push(format!("labels {}", labels.join(",")));
+    }
+    let wanted = match wanted.is_empty() {
+        true => "no ready worker could take the request".to_owned(),
+        false => format!("no ready worker matched {}", wanted.join(" and ")),
     };
     let error = format!(
         "unavailable: {wanted} within the queue timeout of {}",

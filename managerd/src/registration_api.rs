@@ -22,6 +22,7 @@ impl From<RegistryError> for Status {
     fn from(error: RegistryError) -> Status {
         match error {
             RegistryError::Unknown(_) => Status::not_found(error.to_string()),
+            RegistryError::Duplicate { .. } => Status::already_exists(error.to_string()),
             RegistryError::InvalidId(_) | RegistryError::InvalidAddress { .. } => {
                 Status::invalid_argument(format!("{error:#}"))
             }
@@ -36,12 +37,19 @@ impl WorkerRegistrationService for RegistrationApi {
         request: Request<RegisterWorkerRequest>,
     ) -> Result<Response<RegisterWorkerResponse>, Status> {
         let request = request.into_inner();
-        let worker = self.manager.registry.register(
+        let registered = self.manager.registry.register(
             &request.id,
             &request.name,
             &request.address,
             request.labels,
-        )?;
+        );
+        let worker = match registered {
+            Ok(worker) => worker,
+            Err(error) => {
+                tracing::warn!(worker_id = %request.id, address = %request.address, error = %error, "registration rejected");
+                return Err(error.into());
+            }
+        };
         tokio::spawn(metrics::follow_worker(self.manager.clone(), worker));
         tracing::info!(worker_id = %request.id, address = %request.address, "worker registered");
         // Whatever the worker no longer runs was lost when it went away.

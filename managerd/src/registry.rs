@@ -32,6 +32,11 @@ pub enum RegistryError {
     },
     #[error("worker {0} is not registered; register it again")]
     Unknown(String),
+    #[error(
+        "worker id {id} is already registered from {address}, whose lease is current; \
+         give this worker another --id"
+    )]
+    Duplicate { id: String, address: String },
 }
 
 /// Which workers may take a request.
@@ -92,6 +97,15 @@ impl Registry {
             metrics: None,
         };
         let mut workers = self.lock();
+        if let Some(old) = workers.get(id)
+            && old.info.address != address
+            && old.info.state == WorkerState::Ready as i32
+        {
+            return Err(RegistryError::Duplicate {
+                id: id.to_owned(),
+                address: old.info.address.clone(),
+            });
+        }
         let generation = workers.get(id).map_or(0, |old| old.generation + 1);
         let worker = Worker {
             info,
@@ -257,6 +271,18 @@ mod tests {
             .register("w1", "w1", "unix:///tmp/w1.sock", HashMap::new())
             .unwrap();
         assert!(registry.place(&Constraints::default()).is_some());
+    }
+
+    #[tokio::test]
+    async fn live_id_cannot_move_address() {
+        let registry = registry_with(&["w1"]);
+        let second = registry.register("w1", "w1", "unix:///tmp/other.sock", HashMap::new());
+        assert!(matches!(second, Err(RegistryError::Duplicate { .. })));
+        let same = registry.register("w1", "w1", "unix:///tmp/w1.sock", HashMap::new());
+        assert!(same.is_ok());
+        registry.expire(Duration::ZERO);
+        let after_loss = registry.register("w1", "w1", "unix:///tmp/other.sock", HashMap::new());
+        assert!(after_loss.is_ok());
     }
 
     #[tokio::test]

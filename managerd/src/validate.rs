@@ -9,6 +9,12 @@ use herd_proto::v1::{Command, ExecuteDistributedCommandRequest, Limits};
 const MAX_COMMAND_BYTES: usize = 1 << 20;
 /// Smallest memory limit accepted: below this even a shell cannot start.
 const MIN_MEMORY_BYTES: u64 = 4 << 20;
+/// Fewest processes a sandbox can run with: its init and the command.
+const MIN_PIDS: u64 = 2;
+/// Most processes a pids limit may allow: the kernel's PID_MAX_LIMIT.
+const MAX_PIDS: u64 = 4 << 20;
+/// Longest timeout accepted, one year in milliseconds.
+const MAX_TIMEOUT_MS: u64 = 365 * 24 * 3600 * 1000;
 /// Smallest I/O bandwidth accepted, in bytes per second: one page.
 const MIN_IO_BPS: u64 = 4096;
 /// Largest CPU quota accepted, in cores.
@@ -180,16 +186,23 @@ fn limits(limits: &Limits) -> Result<(), InvalidField> {
             ));
         }
     }
-    if limits.pids == Some(0) {
+    if let Some(pids) = limits.pids
+        && !(MIN_PIDS..=MAX_PIDS).contains(&pids)
+    {
         return Err(invalid(
             "limits.pids",
-            "0 would not allow the command itself; use 1 or more".into(),
+            format!(
+                "{pids} must be between {MIN_PIDS} (the sandbox init and the command) \
+                 and {MAX_PIDS} (the kernel's PID_MAX_LIMIT)"
+            ),
         ));
     }
-    if limits.timeout_ms == Some(0) {
+    if let Some(timeout) = limits.timeout_ms
+        && !(1..=MAX_TIMEOUT_MS).contains(&timeout)
+    {
         return Err(invalid(
             "limits.timeout_ms",
-            "0; use a positive duration".into(),
+            format!("{timeout} must be between 1 and {MAX_TIMEOUT_MS} (one year)"),
         ));
     }
     Ok(())

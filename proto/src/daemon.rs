@@ -154,6 +154,14 @@ pub async fn bind(endpoint: &Endpoint, mode: u32) -> Result<Listener, DaemonErro
     }
 }
 
+/// Removes the socket file of a unix endpoint this daemon listened on, at
+/// shutdown. Other endpoints have no file.
+pub fn remove_socket(endpoint: &Endpoint) {
+    if let Endpoint::Unix(path) = endpoint {
+        let _ = std::fs::remove_file(path);
+    }
+}
+
 /// Removes `path` if it is a socket nobody listens on, so a daemon can start
 /// after a crash; a live socket is left alone and the bind then fails.
 fn remove_stale_socket(path: &Path) -> io::Result<()> {

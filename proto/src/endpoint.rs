@@ -32,6 +32,8 @@ pub enum EndpointError {
     RelativeSocket(String),
     #[error("invalid endpoint {0:?}: missing port, as in http://127.0.0.1:50051")]
     MissingPort(String),
+    #[error("invalid endpoint {0:?}: the port must be a number from 1 to 65535")]
+    InvalidPort(String),
     #[error("endpoint {0}: https needs TLS settings, which this build does not support yet")]
     TlsUnsupported(Endpoint),
     #[error("failed to connect to {endpoint}")]
@@ -59,8 +61,13 @@ impl FromStr for Endpoint {
         if authority.is_empty() || authority.contains('/') {
             return Err(EndpointError::Invalid(value.to_owned()));
         }
-        if !has_port(authority) {
-            return Err(EndpointError::MissingPort(value.to_owned()));
+        if !matches!(scheme, "http" | "https") {
+            return Err(EndpointError::Invalid(value.to_owned()));
+        }
+        match port_of(authority) {
+            Port::Valid => {}
+            Port::Missing => return Err(EndpointError::MissingPort(value.to_owned())),
+            Port::Invalid => return Err(EndpointError::InvalidPort(value.to_owned())),
         }
         match scheme {
             "http" => Ok(Endpoint::Http(authority.to_owned())),
@@ -70,14 +77,26 @@ impl FromStr for Endpoint {
     }
 }
 
-/// Reports whether `authority` ends in `:PORT` with a valid port number,
+enum Port {
+    Valid,
+    Missing,
+    Invalid,
+}
+
+/// Checks that `authority` ends in `:PORT` with a port from 1 to 65535,
 /// allowing bracketed IPv6 hosts such as `[::1]:50051`.
-fn has_port(authority: &str) -> bool {
+fn port_of(authority: &str) -> Port {
     let Some((host, port)) = authority.rsplit_once(':') else {
-        return false;
+        return Port::Missing;
     };
-    let host_ok = !host.is_empty() && (!host.contains(':') || host.ends_with(']'));
-    host_ok && port.parse::<u16>().is_ok_and(|port| port != 0)
+    if host.is_empty() || (host.contains(':') && !host.ends_with(']')) {
+        // A bare IPv6 address such as ::1 has colons but no port.
+        return Port::Missing;
+    }
+    match port.parse::<u16>() {
+        Ok(port) if port != 0 => Port::Valid,
+        _ => Port::Invalid,
+    }
 }
 
 impl fmt::Display for Endpoint {
@@ -182,6 +201,16 @@ mod tests {
         ] {
             let error = bad.parse::<Endpoint>().unwrap_err();
             assert!(error.to_string().contains(bad), "{bad:?}: {error}");
+        }
+    }
+
+    #[test]
+    fn port_errors_say_which() {
+        let missing = "http://host".parse::<Endpoint>().unwrap_err();
+        assert!(matches!(missing, EndpointError::MissingPort(_)));
+        for bad in ["http://host:0", "http://host:99999", "http://host:x"] {
+            let error = bad.parse::<Endpoint>().unwrap_err();
+            assert!(matches!(error, EndpointError::InvalidPort(_)), "{bad}");
         }
     }
 

@@ -221,8 +221,13 @@ impl Cluster {
     pub fn wait_status(&self, id: &str, timeout: Duration, done: impl Fn(&Value) -> bool) -> Value {
         let deadline = Instant::now() + timeout;
         loop {
-            let status = self.status(id);
-            if done(&status) {
+            // The process may not exist yet while a client is still sending it.
+            let output = self.herd(&["status", id, "--output", "json"]);
+            let status: Value = match output.status.success() {
+                true => serde_json::from_slice(&output.stdout).expect("status JSON"),
+                false => Value::String(String::from_utf8_lossy(&output.stderr).into_owned()),
+            };
+            if output.status.success() && done(&status) {
                 return status;
             }
             assert!(

@@ -171,3 +171,51 @@ fn logs_follow_until_the_end() {
     assert_eq!(cluster.status(&id)["state"], "COMPLETED");
     assert_eq!(cluster.herd_ok(&["logs", &id]), followed);
 }
+
+#[test]
+fn repeated_id_with_other_command_conflicts() {
+    if !can_run() {
+        return;
+    }
+    let cluster = Cluster::start(&["w1"], LEASE);
+    cluster.herd_ok(&["run", "--id", "dup", "--", "echo", "first"]);
+    let output = cluster.herd(&["run", "--id", "dup", "--", "echo", "second"]);
+    assert_eq!(output.status.code(), Some(125));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("different command"), "{stderr}");
+    assert_eq!(cluster.herd_ok(&["logs", "dup"]), "first\n");
+}
+
+#[test]
+fn closed_stdout_ends_the_command() {
+    if !can_run() {
+        return;
+    }
+    let cluster = Cluster::start(&["w1"], LEASE);
+    let script = format!(
+        "HERD_ADDR={} {} run --id yes -- yes | head -n 1",
+        cluster.addr(),
+        herd_tests::binary("herd").display()
+    );
+    let output = std::process::Command::new("sh")
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "y\n");
+    let status = cluster.wait_status("yes", Duration::from_secs(15), |s| s["state"] != "RUNNING");
+    assert_eq!(status["state"], "ABORTED");
+    let listed = format!(
+        "HERD_ADDR={} {} ps --all | head -n 1",
+        cluster.addr(),
+        herd_tests::binary("herd").display()
+    );
+    let output = std::process::Command::new("sh")
+        .args(["-c", &listed])
+        .output()
+        .unwrap();
+    assert!(
+        output.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}

@@ -90,3 +90,70 @@ fn workers_are_listed() {
             .any(|line| line.starts_with("w2 ") && line.contains("READY"))
     );
 }
+
+#[test]
+fn second_worker_with_same_id_is_rejected() {
+    if !can_run() {
+        return;
+    }
+    let mut cluster = Cluster::start(&["w1"], LEASE);
+    let impostor = std::process::Command::new(herd_tests::binary("herd-workerd"))
+        .args(["--manager", &cluster.addr(), "--id", "w1"])
+        .arg("--listen")
+        .arg(format!(
+            "unix://{}/impostor.sock",
+            cluster.dir.path().display()
+        ))
+        .args(["--cgroup-parent", &cluster.cgroup_parent("impostor")])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    // SAFETY: kill(2) on the pid of the worker this test started.
+    unsafe { libc::kill(impostor.id() as i32, libc::SIGTERM) };
+    let output = impostor.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(log.contains("already registered"), "{log}");
+    let workers = cluster.herd_ok(&["workers", "--output", "json"]);
+    assert!(!workers.contains("impostor.sock"), "{workers}");
+    assert_eq!(
+        cluster.herd_ok(&["run", "--worker", "w1", "--", "echo", "ok"]),
+        "ok\n"
+    );
+    cluster.stop_worker("w1", libc::SIGTERM);
+}
+
+#[test]
+fn shared_cgroup_parent_is_refused() {
+    if !can_run() {
+        return;
+    }
+    let cluster = Cluster::start(&["w1"], LEASE);
+    let id = cluster.run_detached(&["--", "sleep", "30"]);
+    cluster.wait_status(&id, Duration::from_secs(5), |s| s["state"] == "RUNNING");
+    let output = std::process::Command::new(herd_tests::binary("herd-workerd"))
+        .args(["--manager", &cluster.addr(), "--id", "w2"])
+        .arg("--listen")
+        .arg(format!("unix://{}/w2.sock", cluster.dir.path().display()))
+        .args(["--cgroup-parent", &cluster.cgroup_parent("w1")])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("in use by another worker"), "{stderr}");
+    assert_eq!(cluster.status(&id)["state"], "RUNNING");
+    assert_eq!(cluster.herd_ok(&["run", "--", "echo", "still"]), "still\n");
+}
+
+#[test]
+fn invalid_worker_id_exits_at_start() {
+    if !can_run() {
+        return;
+    }
+    let output = std::process::Command::new(herd_tests::binary("herd-workerd"))
+        .args(["--id", "a/b", "--manager", "unix:///nonexistent/m.sock"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("invalid --id \"a/b\""));
+}

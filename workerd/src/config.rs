@@ -130,12 +130,19 @@ impl Config {
             rlimit_settings.insert(name.to_owned(), value.to_owned());
         }
         let rlimits = crate::rlimits::resolve(&rlimit_settings).context("invalid --rlimit")?;
+        let id = flags.id.or(file.id).unwrap_or_else(crate::host::hostname);
+        if !herd_proto::names::is_valid_id(&id) {
+            anyhow::bail!(
+                "invalid --id {id:?}: use 1-64 letters, digits, '.', '_' or '-', \
+                 not starting with '.' or '-'"
+            );
+        }
         Ok(Config {
+            id,
             default_user,
             rlimits,
             manager: manager.parse().context("invalid --manager")?,
             listen: listen.parse().context("invalid --listen")?,
-            id: flags.id.or(file.id).unwrap_or_else(crate::host::hostname),
             labels,
             cgroup_parent: flags
                 .cgroup_parent

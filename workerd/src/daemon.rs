@@ -29,7 +29,16 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// Runs the worker until SIGTERM or SIGINT.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let layout = discover_layout(&config.cgroup_parent)?;
-    clean_leftovers(&layout);
+    // Held until exit: a second worker on the same parent would kill this
+    // one's commands as leftovers.
+    let _lock = lock_parent(&layout, &config.cgroup_parent)?;
+    let result = run_locked(&config, &layout).await;
+    remove_parents(&layout);
+    result
+}
+
+async fn run_locked(config: &Config, layout: &Layout) -> anyhow::Result<()> {
+    clean_leftovers(layout);
     let settings = Settings {
         default_user: config.default_user.clone(),
         rlimits: config.rlimits.clone(),
@@ -72,8 +81,37 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             tracing::warn!(worker_id = %config.id, "open streams did not close; exiting anyway")
         }
     }
-    remove_parents(&layout);
+    // Only a socket this worker bound is removed, never another's.
+    daemon::remove_socket(&config.listen);
     Ok(())
+}
+
+/// Takes an exclusive flock on the worker's first parent cgroup folder, or
+/// fails when another worker holds it. The kernel drops the lock when the
+/// worker dies, so a restart after a crash gets it again.
+fn lock_parent(layout: &Layout, parent: &str) -> anyhow::Result<std::fs::File> {
+    let dir = layout
+        .parent_dirs()
+        .into_iter()
+        .next()
+        .context("no cgroup parent to lock")?;
+    let file =
+        std::fs::File::open(&dir).with_context(|| format!("failed to open {}", dir.display()))?;
+    // SAFETY: flock on a descriptor this function owns.
+    let locked = unsafe {
+        libc::flock(
+            std::os::fd::AsRawFd::as_raw_fd(&file),
+            libc::LOCK_EX | libc::LOCK_NB,
+        )
+    };
+    if locked != 0 {
+        anyhow::bail!(
+            "cgroup parent {parent:?} ({}) is in use by another worker; \
+             give each worker on a host its own --cgroup-parent",
+            dir.display()
+        );
+    }
+    Ok(file)
 }
 
 /// Removes the worker's parent cgroups if they are empty, so a stopped

@@ -5,7 +5,7 @@ use herd_proto::names::parse_signal;
 use herd_proto::units::parse_duration;
 use herd_proto::v1::TerminateProcessRequest;
 
-use super::Connected;
+use super::{Connected, status_error};
 
 /// Terminate a process: SIGTERM, then after the grace period kill its tree
 #[derive(Debug, clap::Args)]
@@ -14,7 +14,7 @@ pub struct Args {
     #[arg(short, long)]
     signal: Option<String>,
     /// Time between SIGTERM and killing the tree, such as 5s [default: 10s]
-    #[arg(long)]
+    #[arg(long, conflicts_with = "signal")]
     grace: Option<String>,
     id: String,
 }
@@ -32,7 +32,10 @@ pub async fn run(mut client: Connected, args: Args) -> anyhow::Result<u8> {
         .map(parse_duration)
         .transpose()
         .context("invalid --grace")?
-        .map_or(0, |grace| grace.as_millis().max(1) as u64);
+        .map(|grace| u64::try_from(grace.as_millis().max(1)))
+        .transpose()
+        .context("invalid --grace: too long")?
+        .unwrap_or(0);
     let request = TerminateProcessRequest {
         id: args.id.clone(),
         grace_ms,
@@ -41,7 +44,7 @@ pub async fn run(mut client: Connected, args: Args) -> anyhow::Result<u8> {
     client
         .terminate_process(request)
         .await
-        .map_err(|status| anyhow::anyhow!("{}", status.message()))?;
+        .map_err(status_error)?;
     println!("{}", args.id);
     Ok(0)
 }

@@ -2,7 +2,7 @@
 
 use herd_proto::v1::StreamOutputRequest;
 
-use super::Connected;
+use super::{Connected, status_error};
 use crate::output::write_chunk;
 
 /// Print a process's stored output; --follow keeps printing until it ends
@@ -23,13 +23,9 @@ pub async fn run(mut client: Connected, args: Args) -> anyhow::Result<u8> {
     let mut chunks = client
         .stream_output(request)
         .await
-        .map_err(|status| anyhow::anyhow!("{}", status.message()))?
+        .map_err(status_error)?
         .into_inner();
-    while let Some(chunk) = chunks
-        .message()
-        .await
-        .map_err(|status| anyhow::anyhow!("{}", status.message()))?
-    {
+    while let Some(chunk) = chunks.message().await.map_err(status_error)? {
         write_chunk(&chunk)?;
     }
     Ok(0)

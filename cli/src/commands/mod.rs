@@ -39,6 +39,12 @@ enum Verb {
 }
 
 impl Cli {
+    /// Reports whether the verb streams a remote command's output, and so
+    /// must handle a closed stdout itself.
+    pub fn streams_to_remote(&self) -> bool {
+        matches!(self.command, Verb::Run(_))
+    }
+
     /// Runs the chosen verb and returns the process's exit code.
     pub async fn run(self) -> anyhow::Result<u8> {
         let client = client::connect(&self.addr).await?;
@@ -62,6 +68,18 @@ pub fn exit_code_of(status: &ProcessStatus) -> u8 {
         (None, Some(signal)) => (128 + signal).clamp(0, 255) as u8,
         (None, None) => HERD_FAILED,
     }
+}
+
+/// Turns an error status from the manager into an error for the user. An
+/// empty message means the endpoint is not a herd manager at all.
+pub fn status_error(status: tonic::Status) -> anyhow::Error {
+    if status.message().is_empty() {
+        return anyhow::anyhow!(
+            "the server answered {:?} with no message; is --addr a herd-managerd endpoint?",
+            status.code()
+        );
+    }
+    anyhow::anyhow!("{}", status.message())
 }
 
 /// Prints the error of a process that did not complete, for `run` and

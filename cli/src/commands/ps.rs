@@ -2,7 +2,7 @@
 
 use herd_proto::v1::ListProcessesRequest;
 
-use super::Connected;
+use super::{Connected, status_error};
 use crate::output::{Format, print_process_table, process_json};
 
 /// List processes (running ones unless --all)
@@ -23,7 +23,7 @@ pub async fn run(mut client: Connected, args: Args) -> anyhow::Result<u8> {
     let processes = client
         .list_processes(request)
         .await
-        .map_err(|status| anyhow::anyhow!("{}", status.message()))?
+        .map_err(status_error)?
         .into_inner()
         .processes;
     if args.quiet {

@@ -9,7 +9,9 @@ use herd_proto::v1::{
     TerminateProcessRequest, process_event,
 };
 
-use super::{Connected, exit_code_of, report_failure};
+use tokio::signal::unix::{Signal, SignalKind, signal};
+
+use super::{Connected, exit_code_of, report_failure, status_error};
 use crate::output::write_chunk;
 
 /// Start a command on a worker and stream its output
@@ -93,7 +95,9 @@ fn build_request(args: Args) -> anyhow::Result<(ExecuteDistributedCommandRequest
         .map(parse_duration)
         .transpose()
         .context("invalid --timeout")?
-        .map(|timeout| timeout.as_millis() as u64);
+        .map(|timeout| u64::try_from(timeout.as_millis()))
+        .transpose()
+        .context("invalid --timeout: too long")?;
     let network = match args.network.as_str() {
         "host" => NetworkMode::Host,
         _ => NetworkMode::None,
@@ -127,25 +131,21 @@ pub async fn run(mut client: Connected, args: Args) -> anyhow::Result<u8> {
     let mut events = client
         .execute_distributed_command(request)
         .await
-        .map_err(|status| anyhow::anyhow!("{}", status.message()))?
+        .map_err(status_error)?
         .into_inner();
     let mut process_id = String::new();
-    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+    let mut stop = StopSignals::new()?;
+    let mut stops = 0;
     loop {
         let message = tokio::select! {
             message = events.message() => message,
-            _ = interrupt.recv(), if !process_id.is_empty() => {
-                eprintln!("herd: terminating process {process_id}");
-                let request = TerminateProcessRequest { id: process_id.clone(), ..Default::default() };
-                if let Err(status) = client.terminate_process(request).await {
-                    eprintln!("herd: failed to terminate process {process_id}: {}", status.message());
-                }
+            signal = stop.recv(), if !process_id.is_empty() => {
+                stops += 1;
+                stop_remote(&mut client, &process_id, signal, stops).await;
                 continue;
             }
         };
-        let event = message
-            .map_err(|status| anyhow::anyhow!("{}", status.message()))?
-            .and_then(|event| event.event);
+        let event = message.map_err(status_error)?.and_then(|event| event.event);
         match event {
             Some(process_event::Event::Accepted(status)) => {
                 process_id = status.id;
@@ -155,7 +155,14 @@ pub async fn run(mut client: Connected, args: Args) -> anyhow::Result<u8> {
                 }
             }
             Some(process_event::Event::Started(_)) => {}
-            Some(process_event::Event::Output(chunk)) => write_chunk(&chunk)?,
+            Some(process_event::Event::Output(chunk)) => {
+                if let Err(error) = write_chunk(&chunk) {
+                    // Nobody reads our output any more, as with `| head`:
+                    // end the command too, then fail like a shell would.
+                    stop_remote(&mut client, &process_id, "SIGPIPE", 1).await;
+                    return Err(error.into());
+                }
+            }
             Some(process_event::Event::Finished(status)) => {
                 if status.state != ProcessState::Completed as i32 {
                     report_failure(&status);
@@ -166,5 +173,53 @@ pub async fn run(mut client: Connected, args: Args) -> anyhow::Result<u8> {
                 anyhow::bail!("the manager closed the stream before process {process_id} ended")
             }
         }
+    }
+}
+
+/// SIGINT, SIGTERM and SIGHUP, which all end the remote command too.
+struct StopSignals {
+    interrupt: Signal,
+    terminate: Signal,
+    hangup: Signal,
+}
+
+impl StopSignals {
+    fn new() -> std::io::Result<StopSignals> {
+        Ok(StopSignals {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+            hangup: signal(SignalKind::hangup())?,
+        })
+    }
+
+    /// Waits for the next of the three and returns its name.
+    async fn recv(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.interrupt.recv() => "SIGINT",
+            _ = self.terminate.recv() => "SIGTERM",
+            _ = self.hangup.recv() => "SIGHUP",
+        }
+    }
+}
+
+/// Terminates the remote command: with its grace period the first time,
+/// and with SIGKILL when the user asks again.
+async fn stop_remote(client: &mut Connected, process_id: &str, cause: &str, count: u32) {
+    let kill = count > 1;
+    if kill {
+        eprintln!("herd: {cause} again; killing process {process_id}");
+    } else {
+        eprintln!("herd: {cause}; terminating process {process_id} (repeat to kill it)");
+    }
+    let request = TerminateProcessRequest {
+        id: process_id.to_owned(),
+        grace_ms: 0,
+        signal: kill.then_some(libc::SIGKILL),
+    };
+    if let Err(status) = client.terminate_process(request).await {
+        eprintln!(
+            "herd: failed to terminate process {process_id}: {}",
+            status.message()
+        );
     }
 }

@@ -2,7 +2,7 @@
 
 use herd_proto::v1::GetProcessStatusRequest;
 
-use super::Connected;
+use super::{Connected, status_error};
 use crate::output::{Format, print_process_detail, process_json};
 
 /// Show a process's state, exit, limits and metrics
@@ -17,7 +17,7 @@ pub async fn run(mut client: Connected, args: Args) -> anyhow::Result<u8> {
     let status = client
         .get_process_status(GetProcessStatusRequest { id: args.id })
         .await
-        .map_err(|status| anyhow::anyhow!("{}", status.message()))?
+        .map_err(status_error)?
         .into_inner();
     match args.output {
         Format::Json => println!("{}", serde_json::to_string_pretty(&process_json(&status))?),

@@ -2,7 +2,7 @@
 
 use herd_proto::v1::{ProcessState, WaitProcessRequest};
 
-use super::{Connected, exit_code_of, report_failure};
+use super::{Connected, exit_code_of, report_failure, status_error};
 
 /// Wait for a process to end and exit with its exit code
 #[derive(Debug, clap::Args)]
@@ -14,7 +14,7 @@ pub async fn run(mut client: Connected, args: Args) -> anyhow::Result<u8> {
     let status = client
         .wait_process(WaitProcessRequest { id: args.id })
         .await
-        .map_err(|status| anyhow::anyhow!("{}", status.message()))?
+        .map_err(status_error)?
         .into_inner();
     if status.state != ProcessState::Completed as i32 {
         report_failure(&status);

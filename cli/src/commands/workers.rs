@@ -2,7 +2,7 @@
 
 use herd_proto::v1::ListWorkersRequest;
 
-use super::Connected;
+use super::{Connected, status_error};
 use crate::output::{Format, print_worker_table, worker_json};
 
 /// List the registered workers
@@ -16,7 +16,7 @@ pub async fn run(mut client: Connected, args: Args) -> anyhow::Result<u8> {
     let workers = client
         .list_workers(ListWorkersRequest {})
         .await
-        .map_err(|status| anyhow::anyhow!("{}", status.message()))?
+        .map_err(status_error)?
         .into_inner()
         .workers;
     match args.output {
