@@ -24,6 +24,18 @@ pub fn write_chunk(chunk: &OutputChunk) -> std::io::Result<()> {
     }
 }
 
+/// Tells the user on stderr when output between `expected` and `offset`
+/// was dropped by the manager's output limit.
+pub fn report_dropped(expected: u64, offset: u64) {
+    if offset > expected {
+        eprintln!(
+            "herd: {} bytes of output before offset {offset} were dropped by the manager's \
+             output limit",
+            offset - expected
+        );
+    }
+}
+
 /// Output format of `ps`, `status` and `workers`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {

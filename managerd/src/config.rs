@@ -38,6 +38,9 @@ pub struct Flags {
     /// How long a request waits for a matching worker before it fails
     #[arg(long)]
     pub queue_timeout: Option<String>,
+    /// Output kept per process, such as 256m; older output is dropped first
+    #[arg(long, value_name = "SIZE")]
+    pub output_limit: Option<String>,
 }
 
 /// The config file's settings; each has a flag of the same name.
@@ -49,6 +52,7 @@ pub struct File {
     pub state_dir: Option<PathBuf>,
     pub worker_lease: Option<String>,
     pub queue_timeout: Option<String>,
+    pub output_limit: Option<String>,
 }
 
 /// The resolved settings.
@@ -57,6 +61,7 @@ pub struct Config {
     pub listen: Vec<Endpoint>,
     pub worker_lease: Duration,
     pub queue_timeout: Duration,
+    pub output_limit: u64,
 }
 
 impl Config {
@@ -92,10 +97,16 @@ impl Config {
         )?;
         // NOTE: the state folder holds nothing yet; records live in memory.
         let _ = flags.state_dir.or(file.state_dir);
+        let output_limit = match flags.output_limit.or(file.output_limit) {
+            Some(text) => herd_proto::units::parse_size(&text)
+                .context("invalid --output-limit (output_limit)")?,
+            None => crate::store::DEFAULT_OUTPUT_LIMIT,
+        };
         Ok(Config {
             listen,
             worker_lease,
             queue_timeout,
+            output_limit,
         })
     }
 }

@@ -29,7 +29,7 @@ const SOCKET_MODE: u32 = 0o660;
 /// Runs the manager until SIGTERM or SIGINT.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let manager = Arc::new(Manager {
-        store: Arc::new(MemoryStore::default()),
+        store: Arc::new(MemoryStore::new(config.output_limit)),
         registry: Registry::default(),
         lease: config.worker_lease,
         queue_timeout: config.queue_timeout,

@@ -5,7 +5,7 @@
 //! followers watch, so live output and state changes reach clients without
 //! polling.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 
 use herd_proto::v1::{OutputChunk, ProcessStatus};
@@ -40,7 +40,9 @@ pub trait ProcessStore: Send + Sync + std::fmt::Debug {
     /// already is ignored, so a resent chunk is never stored twice.
     fn append_output(&self, id: &str, chunk: OutputChunk) -> Result<(), StoreError>;
     /// Returns the stored chunks from `offset` on, the first one cut to
-    /// start exactly at `offset`, up to about `max_bytes`.
+    /// start exactly at `offset`, up to about `max_bytes`. When output
+    /// before `offset` was dropped for the output limit, the first chunk
+    /// starts later than `offset`, which tells the reader what is missing.
     fn read_output(&self, id: &str, offset: u64, max_bytes: usize) -> Vec<OutputChunk>;
     /// Returns all records, oldest first.
     fn list(&self) -> Vec<ProcessStatus>;
@@ -52,7 +54,9 @@ pub trait ProcessStore: Send + Sync + std::fmt::Debug {
 #[derive(Debug)]
 struct Entry {
     status: ProcessStatus,
-    output: Vec<OutputChunk>,
+    output: VecDeque<OutputChunk>,
+    /// Bytes held in `output`.
+    retained: u64,
     changes: watch::Sender<u64>,
 }
 
@@ -62,10 +66,21 @@ impl Entry {
     }
 }
 
-/// A [`ProcessStore`] in memory.
-#[derive(Debug, Default)]
+/// Output kept per process unless the config says otherwise: 256 MiB.
+pub const DEFAULT_OUTPUT_LIMIT: u64 = 256 << 20;
+
+/// A [`ProcessStore`] in memory. Each process keeps at most `output_limit`
+/// bytes of output; older chunks are dropped first.
+#[derive(Debug)]
 pub struct MemoryStore {
     inner: Mutex<Inner>,
+    output_limit: u64,
+}
+
+impl Default for MemoryStore {
+    fn default() -> MemoryStore {
+        MemoryStore::new(DEFAULT_OUTPUT_LIMIT)
+    }
 }
 
 #[derive(Debug, Default)]
@@ -75,6 +90,14 @@ struct Inner {
 }
 
 impl MemoryStore {
+    /// Creates an empty store that keeps `output_limit` bytes per process.
+    pub fn new(output_limit: u64) -> MemoryStore {
+        MemoryStore {
+            inner: Mutex::default(),
+            output_limit,
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().expect("store lock poisoned")
     }
@@ -89,7 +112,8 @@ impl ProcessStore for MemoryStore {
         let id = status.id.clone();
         let entry = Entry {
             status,
-            output: Vec::new(),
+            output: VecDeque::new(),
+            retained: 0,
             changes: watch::channel(0).0,
         };
         inner.entries.insert(id.clone(), entry);
@@ -140,7 +164,15 @@ impl ProcessStore for MemoryStore {
         chunk.data.drain(..(end - chunk.offset) as usize);
         chunk.offset = end;
         entry.status.output_bytes = chunk_end;
-        entry.output.push(chunk);
+        entry.retained += chunk.data.len() as u64;
+        entry.output.push_back(chunk);
+        // NOTE: only a per-process limit so far; a total budget across
+        // processes comes with the durable store.
+        while entry.retained > self.output_limit && entry.output.len() > 1 {
+            if let Some(oldest) = entry.output.pop_front() {
+                entry.retained -= oldest.data.len() as u64;
+            }
+        }
         entry.touch();
         Ok(())
     }
@@ -155,7 +187,7 @@ impl ProcessStore for MemoryStore {
             .partition_point(|chunk| chunk.offset + chunk.data.len() as u64 <= offset);
         let mut chunks = Vec::new();
         let mut bytes = 0;
-        for chunk in &entry.output[first..] {
+        for chunk in entry.output.range(first..) {
             if bytes >= max_bytes {
                 break;
             }
@@ -248,6 +280,24 @@ mod tests {
             .collect();
         assert_eq!(bytes, b"abcde");
         assert_eq!(store.get("a").unwrap().output_bytes, 5);
+    }
+
+    #[test]
+    fn oldest_output_is_dropped_at_the_limit() {
+        let store = MemoryStore::new(8);
+        store
+            .insert(ProcessStatus {
+                id: "a".into(),
+                ..ProcessStatus::default()
+            })
+            .unwrap();
+        store.append_output("a", chunk(0, b"12345")).unwrap();
+        store.append_output("a", chunk(5, b"67890")).unwrap();
+        let read = store.read_output("a", 0, 1 << 20);
+        assert_eq!(read.len(), 1);
+        assert_eq!(read[0].offset, 5);
+        assert_eq!(read[0].data, b"67890");
+        assert_eq!(store.get("a").unwrap().output_bytes, 10);
     }
 
     #[test]

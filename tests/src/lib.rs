@@ -103,18 +103,33 @@ impl Cluster {
     }
 
     fn start_manager(&mut self) {
+        self.start_manager_with(&[]);
+    }
+
+    /// Starts the manager with `extra` flags after the usual ones.
+    pub fn start_manager_with(&mut self, extra: &[&str]) {
         let lease = format!("{}ms", self.lease.as_millis());
         let child = Command::new(binary("herd-managerd"))
             .args(["--listen", &self.addr(), "--worker-lease", &lease])
             .args(["--queue-timeout", "5s"])
             .arg("--state-dir")
             .arg(self.dir.path().join("state"))
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(self.log_file("manager"))
             .spawn()
             .expect("start herd-managerd");
         self.manager = Some(child);
         wait_for_path(&self.dir.path().join("manager.sock"));
+    }
+
+    /// Stops the manager with SIGTERM and reaps it.
+    pub fn stop_manager(&mut self) {
+        if let Some(mut manager) = self.manager.take() {
+            // SAFETY: kill(2) on the pid of the manager this cluster started.
+            unsafe { libc::kill(manager.id() as i32, libc::SIGTERM) };
+            let _ = manager.wait();
+        }
     }
 
     /// Returns the cgroup parent a worker of this cluster uses.
@@ -293,11 +308,7 @@ impl Drop for Cluster {
         for id in ids {
             self.stop_worker(&id, libc::SIGTERM);
         }
-        if let Some(mut manager) = self.manager.take() {
-            // SAFETY: kill(2) on the pid of the manager this cluster started.
-            unsafe { libc::kill(manager.id() as i32, libc::SIGTERM) };
-            let _ = manager.wait();
-        }
+        self.stop_manager();
         for dir in cgroup_dirs_named(&self.tag) {
             let _ = std::fs::remove_dir(dir);
         }

@@ -219,3 +219,30 @@ fn closed_stdout_ends_the_command() {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+#[test]
+fn output_over_the_limit_drops_oldest() {
+    if !can_run() {
+        return;
+    }
+    let mut cluster = Cluster::start(&["w1"], LEASE);
+    cluster.stop_manager();
+    cluster.start_manager_with(&["--output-limit", "1m"]);
+    cluster.wait_worker_state("w1", "READY", Duration::from_secs(10));
+    let script = "head -c 3145728 /dev/zero | tr '\\000' a; echo END";
+    let id = cluster.run_detached(&["--", "sh", "-c", script]);
+    cluster.herd(&["wait", &id]);
+    let output = cluster.herd(&["logs", &id]);
+    assert!(output.stdout.ends_with(b"aaaaEND\n"));
+    assert!(
+        output.stdout.len() <= (1 << 20) + (64 << 10),
+        "{}",
+        output.stdout.len()
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("were dropped by the manager's output limit"),
+        "{stderr}"
+    );
+    assert_eq!(cluster.status(&id)["output_bytes"], 3 * 1024 * 1024 + 4);
+}

@@ -3,7 +3,7 @@
 use herd_proto::v1::StreamOutputRequest;
 
 use super::{Connected, status_error};
-use crate::output::write_chunk;
+use crate::output::{report_dropped, write_chunk};
 
 /// Print a process's stored output; --follow keeps printing until it ends
 #[derive(Debug, clap::Args)]
@@ -25,7 +25,10 @@ pub async fn run(mut client: Connected, args: Args) -> anyhow::Result<u8> {
         .await
         .map_err(status_error)?
         .into_inner();
+    let mut expected = 0;
     while let Some(chunk) = chunks.message().await.map_err(status_error)? {
+        report_dropped(expected, chunk.offset);
+        expected = chunk.offset + chunk.data.len() as u64;
         write_chunk(&chunk)?;
     }
     Ok(0)

@@ -12,7 +12,7 @@ use herd_proto::v1::{
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use super::{Connected, exit_code_of, report_failure, status_error};
-use crate::output::write_chunk;
+use crate::output::{report_dropped, write_chunk};
 
 /// Start a command on a worker and stream its output
 #[derive(Debug, clap::Args)]
@@ -136,6 +136,7 @@ pub async fn run(mut client: Connected, args: Args) -> anyhow::Result<u8> {
     let mut process_id = String::new();
     let mut stop = StopSignals::new()?;
     let mut stops = 0;
+    let mut expected = 0;
     loop {
         let message = tokio::select! {
             message = events.message() => message,
@@ -156,6 +157,8 @@ pub async fn run(mut client: Connected, args: Args) -> anyhow::Result<u8> {
             }
             Some(process_event::Event::Started(_)) => {}
             Some(process_event::Event::Output(chunk)) => {
+                report_dropped(expected, chunk.offset);
+                expected = chunk.offset + chunk.data.len() as u64;
                 if let Err(error) = write_chunk(&chunk) {
                     // Nobody reads our output any more, as with `| head`:
                     // end the command too, then fail like a shell would.
