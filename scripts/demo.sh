@@ -42,7 +42,9 @@ done
 
 run() {
   echo
-  echo "\$ herd $*"
+  printf '$ herd'
+  printf ' %q' "$@"
+  echo
   "$bin/herd" "$@"
 }
 run workers
