@@ -10,7 +10,7 @@ use herd_proto::v1::{MetricsSample, ProcessState, ReportMetricsRequest};
 use crate::registry::Worker;
 use crate::state::Manager;
 
-/// Time between samples the manager asks workers for.
+/// Interval between the samples the manager requests from workers.
 const SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Wait before opening the stream again after it broke.

@@ -39,7 +39,7 @@ pub enum RegistryError {
     Duplicate { id: String, address: String },
 }
 
-/// Which workers may take a request.
+/// Constraints on the workers that may take a request.
 #[derive(Debug, Default, Clone)]
 pub struct Constraints {
     pub worker_id: String,
@@ -48,7 +48,7 @@ pub struct Constraints {
     pub excluded: Vec<String>,
 }
 
-/// All workers the manager knows, by id.
+/// All registered workers, by id.
 #[derive(Debug, Default)]
 pub struct Registry {
     workers: Mutex<HashMap<String, Worker>>,

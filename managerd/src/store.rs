@@ -42,7 +42,7 @@ pub trait ProcessStore: Send + Sync + std::fmt::Debug {
     /// Returns the stored chunks from `offset` on, the first one cut to
     /// start exactly at `offset`, up to about `max_bytes`. When output
     /// before `offset` was dropped for the output limit, the first chunk
-    /// starts later than `offset`, which tells the reader what is missing.
+    /// starts later than `offset`, so the reader sees what is missing.
     fn read_output(&self, id: &str, offset: u64, max_bytes: usize) -> Vec<OutputChunk>;
     /// Returns all records, oldest first.
     fn list(&self) -> Vec<ProcessStatus>;
@@ -66,7 +66,7 @@ impl Entry {
     }
 }
 
-/// Output kept per process unless the config says otherwise: 256 MiB.
+/// Default maximum of output kept per process: 256 MiB.
 pub const DEFAULT_OUTPUT_LIMIT: u64 = 256 << 20;
 
 /// A [`ProcessStore`] in memory. Each process keeps at most `output_limit`

@@ -9,11 +9,11 @@ use herd_proto::v1::{Command, ExecuteDistributedCommandRequest, Limits};
 const MAX_COMMAND_BYTES: usize = 1 << 20;
 /// Smallest memory limit accepted: below this even a shell cannot start.
 const MIN_MEMORY_BYTES: u64 = 4 << 20;
-/// Fewest processes a sandbox can run with: its init and the command.
+/// Minimum pids limit: the sandbox init and the command.
 const MIN_PIDS: u64 = 2;
 /// Most processes a pids limit may allow: the kernel's PID_MAX_LIMIT.
 const MAX_PIDS: u64 = 4 << 20;
-/// Longest timeout accepted, one year in milliseconds.
+/// Maximum timeout accepted, one year in milliseconds.
 const MAX_TIMEOUT_MS: u64 = 365 * 24 * 3600 * 1000;
 /// Smallest I/O bandwidth accepted, in bytes per second: one page.
 const MIN_IO_BPS: u64 = 4096;

@@ -6,7 +6,7 @@ use herd_proto::v1::{ExitStatus, Metrics, Reason};
 use crate::cgroup::Stats;
 use crate::sandbox::InitReport;
 
-/// Why the worker ended the process itself, if it did.
+/// The cause of the process's end, when the worker ended it itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ending {
     /// The command ended on its own.

@@ -53,7 +53,7 @@ struct Handle {
     ending: Mutex<Ending>,
 }
 
-/// What the worker's config sets for every command.
+/// Settings from the worker's config that apply to every command.
 #[derive(Debug, Clone)]
 pub struct Settings {
     /// User for requests that name none.

@@ -9,10 +9,10 @@ use super::{CgroupError, read_file};
 /// The resource controllers herd uses.
 pub const CONTROLLERS: &[&str] = &["memory", "cpu", "cpuacct", "pids", "freezer", "blkio", "io"];
 
-/// Where the cgroup hierarchies are and where this worker's cgroups go.
+/// Locations of the cgroup hierarchies and of this worker's cgroups.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Layout {
-    /// Where the host lists its block devices, normally /sys/block.
+    /// Folder listing the host's block devices, normally /sys/block.
     pub sys_block: PathBuf,
     /// Directory of the worker's own cgroup in the cgroup2 hierarchy.
     pub v2_own: Option<PathBuf>,

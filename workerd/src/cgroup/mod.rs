@@ -3,21 +3,20 @@
 //! remove).
 //!
 //! This module reads and writes cgroupfs directly with `std::fs` instead of
-//! using cgroups-rs. cgroups-rs 0.5 fixes the v2 hierarchy at
-//! `/sys/fs/cgroup`, so it misses the `/sys/fs/cgroup/unified` mount of a
-//! hybrid host; its `kill()` works only on v2; deleting a cgroup with live
-//! tasks moves them to the root instead of failing; and some v2 statistics
-//! (OOM kill count, peak memory) come back as zero. Each of those breaks a
-//! promise herd makes (nothing escapes, nothing left behind, honest figures),
-//! and the files herd needs are few and documented in the kernel's
-//! `Documentation/admin-guide/cgroup-v1/` and `cgroup-v2.rst`. Reading the
-//! files directly also lets unit tests run on tempdir fixtures, because every
-//! path starts at a root the caller passes in.
+//! using cgroups-rs, because cgroups-rs 0.5 breaks promises herd makes. It
+//! fixes the v2 hierarchy at `/sys/fs/cgroup`, so it misses the
+//! `/sys/fs/cgroup/unified` mount of a hybrid host. Its `kill()` works only
+//! on v2. Deleting a cgroup with live tasks moves them to the root instead
+//! of failing. Some v2 statistics (OOM kill count, peak memory) come back
+//! as zero. The files herd needs are few and documented in the kernel's
+//! `Documentation/admin-guide/cgroup-v1/` and `cgroup-v2.rst`. Reading them
+//! directly also lets unit tests run on tempdir fixtures, because every path
+//! starts at a root the caller passes in.
 //!
 //! On a hybrid host the two versions split the work. A v2 cgroup, when a
 //! cgroup2 mount exists, carries the command's lifetime: the child is cloned
 //! straight into it (`CLONE_INTO_CGROUP`), `cgroup.kill` ends every process
-//! in it, and `cgroup.events` says when it is empty. Each resource controller
+//! in it, and its `cgroup.procs` lists what is left. Each resource controller
 //! is used where the host has it: in its v1 hierarchy when mounted there,
 //! otherwise in v2 when the v2 root offers it.
 

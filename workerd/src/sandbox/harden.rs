@@ -2,9 +2,9 @@
 //! child: drop every privilege the command must not have.
 //!
 //! The order matters. The bounding and ambient sets can only be cleared
-//! while the process still has CAP_SETPCAP, so they go first; then the
-//! groups and ids change, which clears the other sets for a non-root user;
-//! then every set is cleared explicitly for the case of a root command.
+//! while the process still has CAP_SETPCAP, so they go first. Then the
+//! groups and ids change, which clears the other sets for a non-root user.
+//! Last, every set is cleared explicitly, for a command that runs as root.
 
 use std::io;
 
@@ -60,7 +60,7 @@ pub fn apply(identity: &Identity, rlimits: &[Rlimit]) -> io::Result<()> {
         return Err(io::Error::last_os_error());
     }
 
-    // Every descriptor above stderr closes at exec, whoever opened it.
+    // Every descriptor above stderr closes at exec, including inherited ones.
     // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags.
     let closed = unsafe {
         libc::syscall(

@@ -29,7 +29,7 @@ pub struct SandboxSpec {
     pub args: Vec<String>,
     /// The command's whole environment, already merged with the defaults.
     pub env: Vec<(String, String)>,
-    /// Who the command runs as.
+    /// The user and groups the command runs as.
     pub identity: Identity,
     /// Resource limits set on the command's process.
     pub rlimits: Vec<Rlimit>,
