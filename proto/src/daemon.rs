@@ -162,7 +162,7 @@ pub fn remove_socket(endpoint: &Endpoint) {
     }
 }
 
-/// Removes `path` if it is a socket nobody listens on, so a daemon can start
+/// Removes `path` if it is a socket without a listener, so a daemon can start
 /// after a crash; a live socket is left alone and the bind then fails.
 fn remove_stale_socket(path: &Path) -> io::Result<()> {
     use std::os::unix::fs::FileTypeExt;

@@ -9,7 +9,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::UnixStream;
 use tonic::transport::{Channel, Uri};
 
-/// Where a daemon listens or a client connects.
+/// The address a daemon listens on or a client connects to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Endpoint {
     /// A unix domain socket at an absolute path.

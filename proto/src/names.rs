@@ -118,7 +118,7 @@ mod tests {
     }
 }
 
-/// Longest process or worker id accepted.
+/// Maximum length of a process or worker id.
 pub const MAX_ID_LENGTH: usize = 64;
 
 /// Reports whether `id` is a valid process or worker id: 1-64 ASCII

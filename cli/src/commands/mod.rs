@@ -75,7 +75,7 @@ pub fn exit_code_of(status: &ProcessStatus) -> u8 {
 pub fn status_error(status: tonic::Status) -> anyhow::Error {
     if status.message().is_empty() {
         return anyhow::anyhow!(
-            "the server answered {:?} with no message; is --addr a herd-managerd endpoint?",
+            "the server returned {:?} with no message; is --addr a herd-managerd endpoint?",
             status.code()
         );
     }

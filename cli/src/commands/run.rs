@@ -160,7 +160,7 @@ pub async fn run(mut client: Connected, args: Args) -> anyhow::Result<u8> {
                 report_dropped(expected, chunk.offset);
                 expected = chunk.offset + chunk.data.len() as u64;
                 if let Err(error) = write_chunk(&chunk) {
-                    // Nobody reads our output any more, as with `| head`:
+                    // The reader of our output is gone, as with `| head`:
                     // end the command too, then fail like a shell would.
                     stop_remote(&mut client, &process_id, "SIGPIPE", 1).await;
                     return Err(error.into());
