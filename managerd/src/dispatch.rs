@@ -135,6 +135,8 @@ async fn send(manager: &Manager, id: &str, worker: Worker) -> Sent {
 /// Records the worker's events until the finished event or a broken stream.
 /// A broken stream leaves the process RUNNING: the lease, or the worker's
 /// next registration, settles it as WORKER_LOST.
+// NOTE: if the stream breaks while the worker stays registered, the record
+// stays RUNNING until the worker restarts; resuming the stream is not built.
 async fn follow(manager: &Manager, id: &str, worker_id: &str, mut stream: Streaming<WorkerEvent>) {
     loop {
         let event = match stream.message().await {
