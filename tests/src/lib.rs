@@ -253,6 +253,24 @@ impl Cluster {
         }
     }
 
+    /// Waits until the stored output of process `id` is exactly `expected`,
+    /// for a command that prints when it is ready to be signalled.
+    pub fn wait_output(&self, id: &str, expected: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let output = self.herd(&["logs", id]);
+            if output.stdout == expected.as_bytes() {
+                return;
+            }
+            let seen = String::from_utf8_lossy(&output.stdout);
+            assert!(
+                Instant::now() < deadline,
+                "{id} printed {seen:?}, not {expected:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Waits until worker `id` is listed in `state`.
     pub fn wait_worker_state(&self, id: &str, state: &str, timeout: Duration) {
         let deadline = Instant::now() + timeout;

@@ -70,9 +70,11 @@ fn throttled_process_is_still_killed() {
         return;
     }
     let cluster = Cluster::start(&["w1"], LEASE);
-    let script = "trap '' TERM; while :; do :; done";
+    let script = "trap '' TERM; echo ready; while :; do :; done";
     let id = cluster.run_detached(&["--cpus", "0.01", "--", "sh", "-c", script]);
-    cluster.wait_status(&id, Duration::from_secs(5), |s| s["state"] == "RUNNING");
+    // At 1% of a CPU the shell takes a while to set its trap; SIGTERM
+    // before that would end it at once.
+    cluster.wait_output(&id, "ready\n", Duration::from_secs(10));
     let asked = Instant::now();
     cluster.herd_ok(&["kill", "--grace", "1s", &id]);
     let status = cluster.wait_status(&id, Duration::from_secs(5), |s| s["state"] != "RUNNING");

@@ -41,9 +41,9 @@ fn grace_ends_with_tree_killed() {
         return;
     }
     let cluster = Cluster::start(&["w1"], Duration::from_secs(3));
-    let script = "trap '' TERM; sleep 1000 & sleep 1000";
+    let script = "trap '' TERM; echo ready; sleep 1000 & sleep 1000";
     let id = cluster.run_detached(&["--", "bash", "-c", script]);
-    cluster.wait_status(&id, Duration::from_secs(5), |s| s["state"] == "RUNNING");
+    cluster.wait_output(&id, "ready\n", Duration::from_secs(5));
 
     let asked = Instant::now();
     cluster.herd_ok(&["kill", "--grace", "1s", &id]);
