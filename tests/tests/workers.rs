@@ -15,13 +15,18 @@ fn killed_worker_loses_its_process() {
     let script = "sleep 100 & disown; exec sleep 101";
     let id = cluster.run_detached(&["--worker", "w1", "--", "bash", "-c", script]);
     cluster.wait_status(&id, Duration::from_secs(5), |s| s["state"] == "RUNNING");
-    std::thread::sleep(Duration::from_millis(300));
-    let processes = cluster.sandbox_processes("w1", &id);
-    assert_eq!(
-        processes.len(),
-        3,
-        "init, sleep 100 and sleep 101: {processes:?}"
-    );
+    // Wait for the init, sleep 100 and sleep 101 to exist.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut processes = cluster.sandbox_processes("w1", &id);
+    while !processes
+        .iter()
+        .any(|(_, cmdline)| cmdline == b"sleep\0101\0")
+    {
+        assert!(Instant::now() < deadline, "{processes:?}");
+        std::thread::sleep(Duration::from_millis(50));
+        processes = cluster.sandbox_processes("w1", &id);
+    }
+    assert_eq!(processes.len(), 3, "{processes:?}");
 
     cluster.stop_worker("w1", libc::SIGKILL);
     let killed = Instant::now();
