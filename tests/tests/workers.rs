@@ -20,7 +20,7 @@ fn killed_worker_loses_its_process() {
     let mut processes = cluster.sandbox_processes("w1", &id);
     while !processes
         .iter()
-        .any(|(_, cmdline)| cmdline == b"sleep\0101\0")
+        .any(|(_, cmdline)| cmdline == b"sleep\x00101\x00")
     {
         assert!(Instant::now() < deadline, "{processes:?}");
         std::thread::sleep(Duration::from_millis(50));
