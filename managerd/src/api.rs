@@ -40,7 +40,12 @@ impl From<StoreError> for Status {
         match error {
             StoreError::AlreadyExists(_) => Status::already_exists(error.to_string()),
             StoreError::NotFound(_) => Status::not_found(error.to_string()),
-            StoreError::OutputGap { .. } => Status::internal(error.to_string()),
+            StoreError::OutputGap { .. }
+            | StoreError::Database { .. }
+            | StoreError::Corrupt { .. } => {
+                tracing::error!(error = %error, "state database failed");
+                Status::internal(error.to_string())
+            }
         }
     }
 }

@@ -14,6 +14,9 @@ const DEFAULT_CONFIG: &str = "/etc/herd/managerd.toml";
 const DEFAULT_LISTEN: &str = "unix:///run/herd/managerd.sock";
 const DEFAULT_LEASE: &str = "10s";
 const DEFAULT_QUEUE_TIMEOUT: &str = "30s";
+const DEFAULT_STATE_DIR: &str = "/var/lib/herd";
+/// Output kept over all processes unless configured: 4 GiB.
+const DEFAULT_OUTPUT_BUDGET: u64 = 4 << 30;
 /// Shortest lease or queue timeout accepted; below it heartbeats cannot
 /// keep up.
 const MIN_DURATION: Duration = Duration::from_millis(100);
@@ -29,7 +32,7 @@ pub struct Flags {
     /// Endpoint to serve on; repeatable [default: unix:///run/herd/managerd.sock]
     #[arg(long)]
     pub listen: Vec<String>,
-    /// Folder for the manager's state
+    /// Folder of the state database, managerd.db [default: /var/lib/herd]
     #[arg(long)]
     pub state_dir: Option<PathBuf>,
     /// Time without a heartbeat after which a worker is lost, such as 10s
@@ -41,6 +44,9 @@ pub struct Flags {
     /// Output kept per process, such as 256m; older output is dropped first
     #[arg(long, value_name = "SIZE")]
     pub output_limit: Option<String>,
+    /// Output kept over all processes, such as 4g; the oldest goes first
+    #[arg(long, value_name = "SIZE")]
+    pub output_budget: Option<String>,
 }
 
 /// The config file's settings; each has a flag of the same name.
@@ -53,6 +59,7 @@ pub struct File {
     pub worker_lease: Option<String>,
     pub queue_timeout: Option<String>,
     pub output_limit: Option<String>,
+    pub output_budget: Option<String>,
 }
 
 /// The resolved settings.
@@ -62,6 +69,9 @@ pub struct Config {
     pub worker_lease: Duration,
     pub queue_timeout: Duration,
     pub output_limit: u64,
+    pub output_budget: u64,
+    /// Folder of the state database.
+    pub state_dir: PathBuf,
 }
 
 impl Config {
@@ -95,18 +105,27 @@ impl Config {
             flags.queue_timeout.or(file.queue_timeout),
             DEFAULT_QUEUE_TIMEOUT,
         )?;
-        // NOTE: the state folder holds nothing yet; records live in memory.
-        let _ = flags.state_dir.or(file.state_dir);
         let output_limit = match flags.output_limit.or(file.output_limit) {
             Some(text) => herd_proto::units::parse_size(&text)
                 .context("invalid --output-limit (output_limit)")?,
             None => crate::store::DEFAULT_OUTPUT_LIMIT,
         };
+        let output_budget = match flags.output_budget.or(file.output_budget) {
+            Some(text) => herd_proto::units::parse_size(&text)
+                .context("invalid --output-budget (output_budget)")?,
+            None => DEFAULT_OUTPUT_BUDGET,
+        };
+        let state_dir = flags
+            .state_dir
+            .or(file.state_dir)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR));
         Ok(Config {
             listen,
             worker_lease,
             queue_timeout,
             output_limit,
+            output_budget,
+            state_dir,
         })
     }
 }

@@ -1,6 +1,8 @@
 //! The manager daemon's life: listeners, the lease monitor, and shutdown.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context;
 use std::time::Duration;
 
 use herd_proto::daemon::{self, Listener, bind};
@@ -15,7 +17,7 @@ use crate::config::Config;
 use crate::registration_api::RegistrationApi;
 use crate::registry::Registry;
 use crate::state::Manager;
-use crate::store::MemoryStore;
+use crate::store::{ProcessStore, SqliteStore};
 
 /// How often leases are checked; a lost worker is noticed at most this late.
 const LEASE_CHECK: Duration = Duration::from_millis(200);
@@ -28,12 +30,19 @@ const SOCKET_MODE: u32 = 0o660;
 
 /// Runs the manager until SIGTERM or SIGINT.
 pub async fn run(config: Config) -> anyhow::Result<()> {
+    let store = open_store(&config)?;
+    let registry = Registry::default();
+    for worker in store.load_workers() {
+        registry.restore(worker);
+    }
     let manager = Arc::new(Manager {
-        store: Arc::new(MemoryStore::new(config.output_limit)),
-        registry: Registry::default(),
+        store,
+        registry,
         lease: config.worker_lease,
         queue_timeout: config.queue_timeout,
+        followed: Mutex::default(),
     });
+    manager.recover();
     let mut listeners = Vec::new();
     for endpoint in &config.listen {
         listeners.push(bind(endpoint, SOCKET_MODE).await?);
@@ -68,6 +77,22 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         daemon::remove_socket(endpoint);
     }
     Ok(())
+}
+
+/// Opens the state database in the state folder, creating both if needed.
+fn open_store(config: &Config) -> anyhow::Result<Arc<dyn ProcessStore>> {
+    use std::os::unix::fs::DirBuilderExt;
+    let dir = &config.state_dir;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("failed to create the state folder {}", dir.display()))?;
+    let path = dir.join("managerd.db");
+    let store = SqliteStore::open(&path, config.output_limit, config.output_budget)
+        .with_context(|| format!("failed to open {}", path.display()))?;
+    tracing::info!(path = %path.display(), "state database open");
+    Ok(Arc::new(store))
 }
 
 /// Marks workers whose lease ran out as lost, and their processes as

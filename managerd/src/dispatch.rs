@@ -98,6 +98,7 @@ async fn send(manager: &Manager, id: &str, worker: Worker) -> Sent {
         return Sent::Done;
     }
     let worker_id = worker.info.id.clone();
+    let _following = Following::start(manager, id);
     let _ = manager
         .store
         .update(id, &mut |status| status.worker_id = worker_id.clone());
@@ -169,5 +170,35 @@ async fn follow(manager: &Manager, id: &str, worker_id: &str, mut stream: Stream
                 return;
             }
         }
+    }
+}
+
+/// Marks a process as followed by this manager for as long as it lives, so
+/// a worker's registration does not take it for one started before a
+/// restart.
+struct Following<'a> {
+    manager: &'a Manager,
+    id: String,
+}
+
+impl<'a> Following<'a> {
+    fn start(manager: &'a Manager, id: &str) -> Following<'a> {
+        let mut followed = manager.followed.lock().expect("followed lock poisoned");
+        followed.insert(id.to_owned());
+        Following {
+            manager,
+            id: id.to_owned(),
+        }
+    }
+}
+
+impl Drop for Following<'_> {
+    fn drop(&mut self) {
+        let mut followed = self
+            .manager
+            .followed
+            .lock()
+            .expect("followed lock poisoned");
+        followed.remove(&self.id);
     }
 }

@@ -16,6 +16,10 @@ pub struct Worker {
     pub channel: Channel,
     /// Counts registrations of this id, so tasks tied to an older one stop.
     pub generation: u64,
+    /// Loaded from the state database at start and not registered since:
+    /// it takes no work, and its heartbeats are refused so it registers
+    /// again and reports what it still runs.
+    restored: bool,
     last_seen: Instant,
 }
 
@@ -100,6 +104,7 @@ impl Registry {
         if let Some(old) = workers.get(id)
             && old.info.address != address
             && old.info.state == WorkerState::Ready as i32
+            && !old.restored
         {
             return Err(RegistryError::Duplicate {
                 id: id.to_owned(),
@@ -111,12 +116,35 @@ impl Registry {
             info,
             channel,
             generation,
+            restored: false,
             last_seen: Instant::now(),
         };
         workers.insert(id.to_owned(), worker.clone());
         drop(workers);
         self.changed.notify_waiters();
         Ok(worker)
+    }
+
+    /// Adds a worker saved by an earlier run of the manager. Its lease
+    /// starts now: unless it registers again in time, it is lost and so are
+    /// its processes.
+    pub fn restore(&self, mut info: WorkerInfo) {
+        let Ok(endpoint) = info.address.parse::<Endpoint>() else {
+            return;
+        };
+        let Ok(channel) = endpoint.connect_lazy() else {
+            return;
+        };
+        info.state = WorkerState::Ready as i32;
+        info.running = 0;
+        let worker = Worker {
+            info,
+            channel,
+            generation: 0,
+            restored: true,
+            last_seen: Instant::now(),
+        };
+        self.lock().insert(worker.info.id.clone(), worker);
     }
 
     /// Stores a metrics sample of worker `id`; returns false when the
@@ -142,7 +170,7 @@ impl Registry {
         let mut workers = self.lock();
         let worker = workers
             .get_mut(id)
-            .filter(|worker| worker.info.state == WorkerState::Ready as i32)
+            .filter(|worker| worker.info.state == WorkerState::Ready as i32 && !worker.restored)
             .ok_or_else(|| RegistryError::Unknown(id.to_owned()))?;
         worker.last_seen = Instant::now();
         worker.info.last_heartbeat = Some(SystemTime::now().into());
@@ -206,6 +234,7 @@ fn is_current(worker: &Worker, generation: u64) -> bool {
 fn matches(worker: &Worker, constraints: &Constraints) -> bool {
     let info = &worker.info;
     info.state == WorkerState::Ready as i32
+        && !worker.restored
         && (constraints.worker_id.is_empty() || constraints.worker_id == info.id)
         && !constraints.excluded.contains(&info.id)
         && constraints

@@ -1,6 +1,7 @@
 //! The manager's shared state and the transitions of a process record.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use herd_proto::v1::{ExitStatus, ProcessState, ProcessStatus, Reason};
@@ -15,6 +16,8 @@ pub struct Manager {
     pub registry: Registry,
     pub lease: Duration,
     pub queue_timeout: Duration,
+    /// Processes whose worker event stream this manager follows now.
+    pub followed: Mutex<HashSet<String>>,
 }
 
 impl Manager {
@@ -65,6 +68,25 @@ impl Manager {
                 ..ExitStatus::default()
             };
             self.mark_finished(&status.id, exit);
+        }
+    }
+}
+
+impl Manager {
+    /// Settles records a previous run of the manager left live. A PENDING
+    /// request lost its placement constraints with that run, so it fails.
+    pub fn recover(&self) {
+        for status in self.store.list() {
+            if status.state != ProcessState::Pending as i32 {
+                continue;
+            }
+            tracing::warn!(process_id = %status.id, "request was pending when the manager stopped");
+            let _ = self.store.update(&status.id, &mut |record| {
+                record.state = ProcessState::Failed as i32;
+                record.error =
+                    "the manager restarted before the request was placed; run it again".to_owned();
+                record.finished_at = Some(SystemTime::now().into());
+            });
         }
     }
 }

@@ -125,9 +125,14 @@ impl Cluster {
 
     /// Stops the manager with SIGTERM and reaps it.
     pub fn stop_manager(&mut self) {
+        self.signal_manager(libc::SIGTERM);
+    }
+
+    /// Sends `signal` to the manager and reaps it.
+    pub fn signal_manager(&mut self, signal: i32) {
         if let Some(mut manager) = self.manager.take() {
             // SAFETY: kill(2) on the pid of the manager this cluster started.
-            unsafe { libc::kill(manager.id() as i32, libc::SIGTERM) };
+            unsafe { libc::kill(manager.id() as i32, signal) };
             let _ = manager.wait();
         }
     }
@@ -139,12 +144,18 @@ impl Cluster {
 
     /// Starts (or restarts) worker `id`.
     pub fn start_worker(&mut self, id: &str) {
+        self.start_worker_with(id, &[]);
+    }
+
+    /// Starts (or restarts) worker `id` with `extra` flags.
+    pub fn start_worker_with(&mut self, id: &str, extra: &[&str]) {
         let socket = self.dir.path().join(format!("{id}.sock"));
         let child = Command::new(binary("herd-workerd"))
             .args(["--manager", &self.addr(), "--id", id])
             .arg("--listen")
             .arg(format!("unix://{}", socket.display()))
             .args(["--cgroup-parent", &self.cgroup_parent(id)])
+            .args(extra)
             .envs(self.extra_worker_env.iter().cloned())
             .stdout(Stdio::null())
             .stderr(self.log_file(id))
@@ -360,12 +371,14 @@ pub fn cgroup_dirs_named(prefix: &str) -> Vec<PathBuf> {
     found
 }
 
+/// Waits until a server accepts connections on the unix socket `path`; a
+/// stale socket file left by a killed daemon does not count.
 fn wait_for_path(path: &Path) {
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !path.exists() {
+    while std::os::unix::net::UnixStream::connect(path).is_err() {
         assert!(
             Instant::now() < deadline,
-            "{} did not appear",
+            "nothing listens on {}",
             path.display()
         );
         std::thread::sleep(Duration::from_millis(20));
