@@ -21,7 +21,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-"$bin/herd-managerd" --listen "$HERD_ADDR" 2>"$dir/managerd.log" &
+"$bin/herd-managerd" --listen "$HERD_ADDR" --state-dir "$dir/state" 2>"$dir/managerd.log" &
 pids+=($!)
 "$bin/herd-workerd" --manager "$HERD_ADDR" --id bench --listen "unix://$dir/w.sock" \
   --cgroup-parent "herd-bench-$$" 2>"$dir/worker.log" &

@@ -26,7 +26,8 @@ stop_daemons() {
 trap stop_daemons EXIT
 
 echo "==> starting herd-managerd and workers w1, w2 (logs in $demo)"
-"$bin/herd-managerd" --listen "$HERD_ADDR" --worker-lease 3s 2>"$demo/managerd.log" &
+"$bin/herd-managerd" --listen "$HERD_ADDR" --worker-lease 3s --state-dir "$demo/state" \
+  2>"$demo/managerd.log" &
 pids+=($!)
 for worker in w1 w2; do
   "$bin/herd-workerd" --manager "$HERD_ADDR" --id "$worker" \
