@@ -162,3 +162,26 @@ fn invalid_worker_id_exits_at_start() {
     assert_eq!(output.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&output.stderr).contains("invalid --id \"a/b\""));
 }
+
+#[test]
+fn stopping_worker_aborts_its_commands() {
+    if !can_run() {
+        return;
+    }
+    let mut cluster = Cluster::start(&["w1"], LEASE);
+    let id = cluster.run_detached(&["--", "sleep", "300"]);
+    cluster.wait_status(&id, Duration::from_secs(5), |s| s["state"] == "RUNNING");
+    let stopping = Instant::now();
+    cluster.stop_worker("w1", libc::SIGTERM);
+    assert!(
+        stopping.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        stopping.elapsed()
+    );
+    let status = cluster.status(&id);
+    assert_eq!(status["state"], "ABORTED");
+    assert_eq!(status["signal"], 15);
+    let error = status["error"].as_str().unwrap();
+    assert!(error.contains("worker shut down"), "{error}");
+    assert!(cluster.command_cgroups("w1").is_empty());
+}

@@ -13,6 +13,8 @@ pub enum Ending {
     Natural,
     /// A TerminateProcess request ended it.
     Terminated,
+    /// The worker shut down and ended it with its grace period.
+    WorkerShutdown,
     /// Its wall-clock limit ran out.
     TimedOut { limit_ms: u64 },
     /// It hit its memory limit on a v1 host, and the worker killed the
@@ -43,7 +45,14 @@ pub fn build(
             Reason::TimedOut,
             format!("timed out after {}", format_millis(limit_ms)),
         ),
-        (_, Ending::Terminated) => (Reason::TerminatedByUser, describe_termination(&report)),
+        (_, Ending::Terminated) => (
+            Reason::TerminatedByUser,
+            describe_termination("terminated by request", &report),
+        ),
+        (_, Ending::WorkerShutdown) => (
+            Reason::TerminatedByUser,
+            describe_termination("terminated because the worker shut down", &report),
+        ),
         (InitReport::SpawnFailed { message, .. }, _) => (Reason::SpawnFailed, message.clone()),
         _ if oom_killed => (
             Reason::OomKilled,
@@ -74,16 +83,13 @@ fn describe_exit(code: i32, last_stderr_line: Option<&str>) -> String {
     }
 }
 
-fn describe_termination(report: &InitReport) -> String {
+fn describe_termination(cause: &str, report: &InitReport) -> String {
     match report {
         InitReport::Signaled { signal } => {
-            format!(
-                "terminated by request: killed by signal {}",
-                signal_name(*signal)
-            )
+            format!("{cause}: killed by signal {}", signal_name(*signal))
         }
-        InitReport::Exited { code } => format!("terminated by request: exited with code {code}"),
-        InitReport::SpawnFailed { message, .. } => format!("terminated by request: {message}"),
+        InitReport::Exited { code } => format!("{cause}: exited with code {code}"),
+        InitReport::SpawnFailed { message, .. } => format!("{cause}: {message}"),
     }
 }
 

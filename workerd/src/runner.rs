@@ -320,6 +320,10 @@ impl Runner {
     pub async fn terminate_all(self: &Arc<Self>, grace: Duration) {
         for process_id in self.running_ids() {
             let _ = self.terminate(&process_id, grace, None);
+            let processes = self.processes.lock().expect("runner lock poisoned");
+            if let Some(handle) = processes.get(&process_id) {
+                *handle.ending.lock().expect("ending lock poisoned") = Ending::WorkerShutdown;
+            }
         }
         while !self.running_ids().is_empty() {
             tokio::time::sleep(Duration::from_millis(20)).await;
