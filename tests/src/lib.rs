@@ -204,6 +204,11 @@ impl Cluster {
             .collect()
     }
 
+    /// Returns the manager's pid.
+    pub fn manager_pid(&self) -> u32 {
+        self.manager.as_ref().expect("manager is running").id()
+    }
+
     /// Returns the pid of worker `id`.
     pub fn worker_pid(&self, id: &str) -> u32 {
         self.workers[id].id()
@@ -434,4 +439,15 @@ pub fn still_alive(processes: &[(u32, Vec<u8>)]) -> Vec<u32> {
         })
         .map(|(pid, _)| *pid)
         .collect()
+}
+
+/// Returns the resident set size of process `pid` in bytes.
+pub fn rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|kib| kib.parse::<u64>().ok())
+        .map_or(0, |kib| kib * 1024)
 }

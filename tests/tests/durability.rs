@@ -115,3 +115,105 @@ fn label_request_waits_for_a_match() {
     assert_eq!(String::from_utf8_lossy(&output.stdout), "placed\n");
     assert_eq!(cluster.status("later")["worker_id"], "w2");
 }
+
+#[test]
+fn late_followers_get_identical_output() {
+    if !can_run() {
+        return;
+    }
+    let cluster = Cluster::start(&["w1"], LEASE);
+    let script = "for i in $(seq 30); do echo line-$i; sleep 0.05; done";
+    let id = cluster.run_detached(&["--", "sh", "-c", script]);
+    let follow = || {
+        std::process::Command::new(herd_tests::binary("herd"))
+            .env("HERD_ADDR", cluster.addr())
+            .args(["logs", "--follow", &id])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let first = follow();
+    std::thread::sleep(Duration::from_millis(400));
+    let second = follow();
+    std::thread::sleep(Duration::from_millis(600));
+    let third = follow();
+    let expected: String = (1..=30).map(|i| format!("line-{i}\n")).collect();
+    for follower in [first, second, third] {
+        let output = follower.wait_with_output().unwrap();
+        assert_eq!(String::from_utf8_lossy(&output.stdout), expected);
+    }
+}
+
+#[test]
+fn slow_reader_keeps_memory_bounded() {
+    if !can_run() {
+        return;
+    }
+    use std::io::Read;
+
+    let cluster = Cluster::start(&["w1"], LEASE);
+    let manager = cluster.manager_pid();
+    let worker = cluster.worker_pid("w1");
+    let baseline = (
+        herd_tests::rss_bytes(manager),
+        herd_tests::rss_bytes(worker),
+    );
+
+    // 24 MiB as fast as the command can write, hashed inside the sandbox.
+    let script = "head -c 25165824 /dev/urandom > /tmp/data; cat /tmp/data; \
+                  sha256sum < /tmp/data >&2";
+    let mut reader = std::process::Command::new(herd_tests::binary("herd"))
+        .env("HERD_ADDR", cluster.addr())
+        .args(["run", "--id", "flood", "--", "sh", "-c", script])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = reader.stdout.take().unwrap();
+    let mut received = Vec::new();
+    let mut buffer = vec![0u8; 64 << 10];
+    let mut peak = baseline;
+    let started = Instant::now();
+    loop {
+        let count = stdout.read(&mut buffer).unwrap();
+        if count == 0 {
+            break;
+        }
+        received.extend_from_slice(&buffer[..count]);
+        // About 1 MiB/s: 64 KiB every 62 ms.
+        let due = Duration::from_millis(62 * (received.len() as u64 >> 16));
+        if let Some(wait) = due.checked_sub(started.elapsed()) {
+            std::thread::sleep(wait.min(Duration::from_millis(250)));
+        }
+        peak.0 = peak.0.max(herd_tests::rss_bytes(manager));
+        peak.1 = peak.1.max(herd_tests::rss_bytes(worker));
+    }
+    let output = reader.wait_with_output().unwrap();
+    assert_eq!(received.len(), 25_165_824);
+
+    let mut hasher = std::process::Command::new("sha256sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut hasher.stdin.take().unwrap(), &received).unwrap();
+    let local = hasher.wait_with_output().unwrap();
+    let local = String::from_utf8_lossy(&local.stdout);
+    let remote = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        local.split_whitespace().next(),
+        remote.split_whitespace().next()
+    );
+
+    let limit = 64 << 20;
+    assert!(
+        peak.0 - baseline.0 < limit,
+        "manager grew {} bytes",
+        peak.0 - baseline.0
+    );
+    assert!(
+        peak.1 - baseline.1 < limit,
+        "worker grew {} bytes",
+        peak.1 - baseline.1
+    );
+}
