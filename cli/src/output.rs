@@ -227,15 +227,17 @@ pub fn print_worker_table(workers: &[WorkerInfo]) {
             .map(|(key, value)| format!("{key}={value}"))
             .collect();
         labels.sort();
-        let load = worker.metrics.as_ref().map_or(0.0, |m| m.load_1m);
+        let metrics = worker.metrics.unwrap_or_default();
+        let free = format!("{} MiB", metrics.memory_available_bytes >> 20);
         println!(
-            "{:<16} {:<8} {:<8} {:<8.2} {:<32} {}",
+            "{:<16} {:<8} {:<8} {:<8.2} {:<12} {:<32} {}",
             worker.id,
             WorkerState::try_from(worker.state)
                 .unwrap_or_default()
                 .short_name(),
             worker.running,
-            load,
+            metrics.load_1m,
+            free,
             worker.address,
             labels.join(",")
         );

@@ -1,11 +1,12 @@
 //! Sending a stored request to a worker and recording what comes back.
 
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use herd_proto::v1::worker_process_service_client::WorkerProcessServiceClient;
 use herd_proto::v1::{
-    ExecuteCommandRequest, ExitStatus, ProcessState, Reason, WorkerEvent, worker_event,
+    AcknowledgeOutputRequest, AttachProcessRequest, ExecuteCommandRequest, ExitStatus,
+    ProcessState, Reason, WorkerEvent, worker_event,
 };
 use tokio::time::Instant;
 use tonic::{Code, Streaming};
@@ -129,23 +130,110 @@ async fn send(manager: &Manager, id: &str, worker: Worker) -> Sent {
             return Sent::Done;
         }
     };
-    follow(manager, id, &worker_id, stream).await;
+    follow_to_end(manager, id, &worker_id, stream).await;
     Sent::Done
 }
 
-/// Records the worker's events until the finished event or a broken stream.
-/// A broken stream leaves the process RUNNING: the lease, or the worker's
-/// next registration, settles it as WORKER_LOST.
-// NOTE: if the stream breaks while the worker stays registered, the record
-// stays RUNNING until the worker restarts; resuming the stream is not built.
-async fn follow(manager: &Manager, id: &str, worker_id: &str, mut stream: Streaming<WorkerEvent>) {
+/// Output bytes stored between two acknowledgements to the worker, which
+/// frees that much of its spool.
+const ACK_EVERY: u64 = 1 << 20;
+
+/// Wait between attempts to attach again to a worker's process.
+const REATTACH_DELAY: Duration = Duration::from_millis(200);
+
+/// Follows a process that a worker still runs after this manager restarted.
+pub async fn resume(manager: Arc<Manager>, id: String, worker_id: String) {
+    let Some(_following) = Following::try_start(&manager, &id) else {
+        return;
+    };
+    tracing::info!(process_id = %id, worker_id, "following the process again");
+    if let Some(stream) = attach(&manager, &id, &worker_id).await {
+        follow_to_end(&manager, &id, &worker_id, stream).await;
+    }
+}
+
+/// Follows the worker's events until the process ends. When the stream
+/// breaks while the worker is not lost, it attaches again from the output
+/// offset already stored, so nothing is missed and nothing stored twice.
+async fn follow_to_end(
+    manager: &Manager,
+    id: &str,
+    worker_id: &str,
+    mut stream: Streaming<WorkerEvent>,
+) {
+    loop {
+        if follow(manager, id, worker_id, stream).await {
+            return;
+        }
+        match attach(manager, id, worker_id).await {
+            Some(next) => stream = next,
+            None => return,
+        }
+    }
+}
+
+/// Attaches to the process's events from the stored offset, retrying while
+/// the worker is not lost. Returns `None` when the worker is lost or no
+/// longer has the process; the lease or its registration settles it then.
+async fn attach(manager: &Manager, id: &str, worker_id: &str) -> Option<Streaming<WorkerEvent>> {
+    loop {
+        let status = manager.store.get(id)?;
+        if is_terminal(&status) {
+            return None;
+        }
+        let channel = manager.registry.channel(worker_id)?;
+        let request = AttachProcessRequest {
+            process_id: id.to_owned(),
+            offset: status.output_bytes,
+        };
+        match WorkerProcessServiceClient::new(channel)
+            .attach_process(request)
+            .await
+        {
+            Ok(response) => return Some(response.into_inner()),
+            Err(status) if status.code() == Code::NotFound => return None,
+            Err(_) => tokio::time::sleep(REATTACH_DELAY).await,
+        }
+    }
+}
+
+/// Tells the worker what is stored; `release` once the end is stored.
+async fn acknowledge(manager: &Manager, id: &str, worker_id: &str, offset: u64, release: bool) {
+    let Some(channel) = manager.registry.channel(worker_id) else {
+        return;
+    };
+    let request = AcknowledgeOutputRequest {
+        process_id: id.to_owned(),
+        offset,
+        release,
+    };
+    let result = WorkerProcessServiceClient::new(channel)
+        .acknowledge_output(request)
+        .await;
+    if let Err(status) = result {
+        tracing::warn!(process_id = id, worker_id, error = %status.message(), "failed to acknowledge output");
+    }
+}
+
+/// Records the worker's events until the finished event, which returns
+/// true, or a broken stream, which returns false.
+async fn follow(
+    manager: &Manager,
+    id: &str,
+    worker_id: &str,
+    mut stream: Streaming<WorkerEvent>,
+) -> bool {
+    let mut acknowledged = manager
+        .store
+        .get(id)
+        .map_or(0, |status| status.output_bytes);
     loop {
         let event = match stream.message().await {
             Ok(Some(event)) => event.event,
             Ok(None) => None,
             Err(status) => {
                 tracing::warn!(process_id = id, worker_id, error = %status.message(), "lost the worker's event stream");
-                return;
+                return false;
             }
         };
         match event {
@@ -153,13 +241,24 @@ async fn follow(manager: &Manager, id: &str, worker_id: &str, mut stream: Stream
                 manager.mark_running(id, started.host_pid);
             }
             Some(worker_event::Event::Output(chunk)) => {
+                let end = chunk.offset + chunk.data.len() as u64;
                 if let Err(error) = manager.store.append_output(id, chunk) {
                     tracing::error!(process_id = id, error = %error, "failed to store output");
+                    return false;
+                }
+                if end >= acknowledged + ACK_EVERY {
+                    acknowledge(manager, id, worker_id, end, false).await;
+                    acknowledged = end;
                 }
             }
             Some(worker_event::Event::Finished(exit)) => {
                 manager.mark_finished(id, exit);
-                return;
+                let end = manager
+                    .store
+                    .get(id)
+                    .map_or(0, |status| status.output_bytes);
+                acknowledge(manager, id, worker_id, end, true).await;
+                return true;
             }
             None => {
                 tracing::warn!(
@@ -167,7 +266,7 @@ async fn follow(manager: &Manager, id: &str, worker_id: &str, mut stream: Stream
                     worker_id,
                     "worker's event stream ended early"
                 );
-                return;
+                return false;
             }
         }
     }
@@ -189,6 +288,15 @@ impl<'a> Following<'a> {
             manager,
             id: id.to_owned(),
         }
+    }
+
+    /// Starts following unless another task follows the process already.
+    fn try_start(manager: &'a Manager, id: &str) -> Option<Following<'a>> {
+        let mut followed = manager.followed.lock().expect("followed lock poisoned");
+        followed.insert(id.to_owned()).then(|| Following {
+            manager,
+            id: id.to_owned(),
+        })
     }
 }
 

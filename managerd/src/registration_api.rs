@@ -8,11 +8,9 @@ use herd_proto::v1::{
 };
 use tonic::{Request, Response, Status};
 
+use crate::dispatch;
 use crate::metrics;
-use herd_proto::v1::worker_process_service_client::WorkerProcessServiceClient;
-use herd_proto::v1::{ExitStatus, Reason, WorkerTerminateRequest};
-
-use crate::registry::{RegistryError, Worker};
+use crate::registry::RegistryError;
 use crate::state::Manager;
 
 /// Implements worker registration and heartbeats.
@@ -29,47 +27,6 @@ impl From<RegistryError> for Status {
             RegistryError::InvalidId(_) | RegistryError::InvalidAddress { .. } => {
                 Status::invalid_argument(format!("{error:#}"))
             }
-        }
-    }
-}
-
-impl RegistrationApi {
-    /// Terminates the processes a worker still runs that this manager does
-    /// not follow: they were started before the manager restarted.
-    // NOTE: re-attaching to their output from the worker's last offset is
-    // not built yet, so they end instead of running on unseen.
-    async fn stop_unfollowed(&self, worker: &Worker, running: &[String]) {
-        let unfollowed: Vec<String> = {
-            let followed = self
-                .manager
-                .followed
-                .lock()
-                .expect("followed lock poisoned");
-            running
-                .iter()
-                .filter(|id| !followed.contains(*id))
-                .cloned()
-                .collect()
-        };
-        let mut client = WorkerProcessServiceClient::new(worker.channel.clone());
-        for process_id in unfollowed {
-            tracing::warn!(process_id, worker_id = %worker.info.id, "terminating a process the manager cannot follow");
-            let request = WorkerTerminateRequest {
-                process_id: process_id.clone(),
-                grace_ms: 0,
-                signal: None,
-            };
-            if let Err(status) = client.terminate_process(request).await {
-                tracing::error!(process_id, error = %status.message(), "failed to terminate");
-            }
-            let exit = ExitStatus {
-                reason: Reason::WorkerLost as i32,
-                error: "the manager restarted while the process ran and cannot follow it; \
-                        the process was terminated"
-                    .to_owned(),
-                ..ExitStatus::default()
-            };
-            self.manager.mark_finished(&process_id, exit);
         }
     }
 }
@@ -97,9 +54,16 @@ impl WorkerRegistrationService for RegistrationApi {
         if let Err(error) = self.manager.store.save_worker(&worker.info) {
             tracing::error!(worker_id = %request.id, error = %error, "failed to save worker");
         }
-        tokio::spawn(metrics::follow_worker(self.manager.clone(), worker.clone()));
-        self.stop_unfollowed(&worker, &request.running_process_ids)
-            .await;
+        tokio::spawn(metrics::follow_worker(self.manager.clone(), worker));
+        // Processes the worker still has but nobody follows were started
+        // before this manager restarted: follow them again.
+        for process_id in &request.running_process_ids {
+            if self.manager.store.get(process_id).is_some() {
+                let manager = self.manager.clone();
+                let worker_id = request.id.clone();
+                tokio::spawn(dispatch::resume(manager, process_id.clone(), worker_id));
+            }
+        }
         tracing::info!(worker_id = %request.id, address = %request.address, "worker registered");
         // Whatever the worker no longer runs was lost when it went away.
         self.manager.fail_lost(

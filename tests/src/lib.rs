@@ -155,6 +155,8 @@ impl Cluster {
             .arg("--listen")
             .arg(format!("unix://{}", socket.display()))
             .args(["--cgroup-parent", &self.cgroup_parent(id)])
+            .arg("--state-dir")
+            .arg(self.dir.path().join("worker-state"))
             .args(extra)
             .envs(self.extra_worker_env.iter().cloned())
             .stdout(Stdio::null())

@@ -17,6 +17,7 @@ const DEFAULT_MANAGER: &str = "unix:///run/herd/managerd.sock";
 const DEFAULT_CGROUP_PARENT: &str = "herd";
 /// The unprivileged user present on every Debian and Fedora system.
 const DEFAULT_USER: &str = "nobody";
+const DEFAULT_STATE_DIR: &str = "/var/lib/herd/workerd";
 
 /// herd-workerd: runs commands from the manager, each in its own sandbox.
 #[derive(Debug, Parser)]
@@ -50,6 +51,14 @@ pub struct Flags {
     /// names none [default: nobody]
     #[arg(long)]
     pub default_user: Option<String>,
+    /// Folder for the worker's state, such as its output spool
+    /// [default: /var/lib/herd/workerd]
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
+    /// Output of one command spooled on disk beyond what the manager has
+    /// stored, such as 64m; past it the command waits [default: 64m]
+    #[arg(long, value_name = "SIZE")]
+    pub spool_limit: Option<String>,
     /// Resource limit for commands, NAME=SOFT[:HARD] as in nofile=1024:4096;
     /// repeatable [default: core=0:0 and nofile=1024]
     #[arg(long = "rlimit", value_name = "NAME=SOFT[:HARD]")]
@@ -70,6 +79,8 @@ pub struct File {
     pub default_user: Option<String>,
     #[serde(default)]
     pub rlimits: BTreeMap<String, String>,
+    pub state_dir: Option<PathBuf>,
+    pub spool_limit: Option<String>,
 }
 
 /// The resolved settings.
@@ -83,6 +94,8 @@ pub struct Config {
     pub heartbeat_interval: Option<Duration>,
     pub default_user: String,
     pub rlimits: Vec<crate::sandbox::Rlimit>,
+    pub state_dir: PathBuf,
+    pub spool_limit: u64,
 }
 
 impl Config {
@@ -137,7 +150,19 @@ impl Config {
                  not starting with '.' or '-'"
             );
         }
+        let state_dir = flags
+            .state_dir
+            .or(file.state_dir)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR));
+        let spool_limit = match flags.spool_limit.or(file.spool_limit) {
+            Some(text) => herd_proto::units::parse_size(&text)
+                .context("invalid --spool-limit (spool_limit)")?
+                .max(1 << 20),
+            None => crate::journal::DEFAULT_SPOOL_LIMIT,
+        };
         Ok(Config {
+            state_dir,
+            spool_limit,
             id,
             default_user,
             rlimits,

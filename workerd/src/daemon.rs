@@ -1,6 +1,7 @@
 //! The worker daemon's life: cgroup setup, cleanup of an earlier run, the
 //! API server, registration, and shutdown.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -12,6 +13,7 @@ use tonic::server::NamedService;
 
 use crate::cgroup::{self, CommandCgroup, Layout};
 use crate::config::Config;
+use crate::journal::Journals;
 use crate::registration::{self, Identity};
 use crate::runner::{Runner, Settings};
 use crate::service::WorkerService;
@@ -44,12 +46,19 @@ async fn run_locked(config: &Config, layout: &Layout) -> anyhow::Result<()> {
         rlimits: config.rlimits.clone(),
     };
     let runner = Runner::new(layout.clone(), settings);
+    // One folder per worker id, so workers sharing a state folder never
+    // remove each other's spools.
+    let spool = config.state_dir.join("spool").join(&config.id);
+    let journals = Journals::open(spool.clone(), config.spool_limit)
+        .with_context(|| format!("failed to prepare the spool folder {}", spool.display()))?;
+    let journals = Arc::new(journals);
 
     let listener = bind(&config.listen, 0o600).await?;
     let (stop, stopped) = watch::channel(false);
     let service = WorkerService {
         worker_id: config.id.clone(),
         runner: runner.clone(),
+        journals: journals.clone(),
         stopping: stopped.clone(),
     };
     let identity = Identity {
@@ -62,7 +71,7 @@ async fn run_locked(config: &Config, layout: &Layout) -> anyhow::Result<()> {
         config.manager.clone(),
         identity,
         config.heartbeat_interval,
-        runner.clone(),
+        journals,
     ));
     tracing::info!(worker_id = %config.id, listen = %config.listen, "worker started");
 

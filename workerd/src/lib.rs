@@ -11,6 +11,7 @@ pub mod config;
 pub mod daemon;
 pub mod exit;
 pub mod host;
+pub mod journal;
 pub mod output;
 pub mod registration;
 pub mod rlimits;

@@ -12,7 +12,7 @@ use tonic::Code;
 use tonic::transport::Channel;
 
 use crate::host;
-use crate::runner::Runner;
+use crate::journal::Journals;
 
 const FIRST_RETRY: Duration = Duration::from_millis(100);
 const MAX_RETRY: Duration = Duration::from_secs(5);
@@ -35,12 +35,12 @@ pub async fn run(
     manager: Endpoint,
     identity: Identity,
     heartbeat_override: Option<Duration>,
-    runner: Arc<Runner>,
+    journals: Arc<Journals>,
 ) {
     loop {
-        let (client, interval) = register(&manager, &identity, &runner).await;
+        let (client, interval) = register(&manager, &identity, &journals).await;
         let interval = heartbeat_override.unwrap_or(interval);
-        heartbeat(client, &identity, interval, &runner).await;
+        heartbeat(client, &identity, interval, &journals).await;
     }
 }
 
@@ -48,12 +48,12 @@ pub async fn run(
 async fn register(
     manager: &Endpoint,
     identity: &Identity,
-    runner: &Runner,
+    journals: &Journals,
 ) -> (WorkerRegistrationServiceClient<Channel>, Duration) {
     let mut delay = FIRST_RETRY;
     let mut attempt = 1u32;
     loop {
-        match try_register(manager, identity, runner).await {
+        match try_register(manager, identity, journals).await {
             Ok(registered) => {
                 tracing::info!(worker_id = %identity.id, %manager, "registered with manager");
                 return registered;
@@ -78,7 +78,7 @@ async fn register(
 async fn try_register(
     manager: &Endpoint,
     identity: &Identity,
-    runner: &Runner,
+    journals: &Journals,
 ) -> anyhow::Result<(WorkerRegistrationServiceClient<Channel>, Duration)> {
     let channel = manager.connect().await?;
     let mut client = WorkerRegistrationServiceClient::new(channel);
@@ -88,7 +88,7 @@ async fn try_register(
         address: identity.address.clone(),
         labels: identity.labels.clone(),
         capacity: 0,
-        running_process_ids: runner.running_ids(),
+        running_process_ids: journals.ids(),
     };
     let response = client.register_worker(request).await?.into_inner();
     let interval = Duration::from_millis(response.heartbeat_interval_ms.max(100));
@@ -100,12 +100,12 @@ async fn heartbeat(
     mut client: WorkerRegistrationServiceClient<Channel>,
     identity: &Identity,
     interval: Duration,
-    runner: &Runner,
+    journals: &Journals,
 ) {
     let mut failures = 0;
     loop {
         tokio::time::sleep(interval).await;
-        let running = runner.running_ids();
+        let running = journals.ids();
         let request = HeartbeatRequest {
             worker_id: identity.id.clone(),
             metrics: Some(host::metrics(running.len())),

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use herd_proto::v1::worker_process_service_server::WorkerProcessService;
 use herd_proto::v1::{
+    AcknowledgeOutputRequest, AcknowledgeOutputResponse, AttachProcessRequest,
     ExecuteCommandRequest, HealthCheckRequest, HealthCheckResponse, Metrics, MetricsSample,
     ReportMetricsRequest, WorkerEvent, WorkerListProcessesRequest, WorkerListProcessesResponse,
     WorkerTerminateRequest, WorkerTerminateResponse,
@@ -16,6 +17,7 @@ use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
+use crate::journal::{self, Journal, Journals};
 use crate::runner::{RunError, Runner};
 use crate::{exit, host};
 
@@ -39,6 +41,7 @@ type EventStream = Pin<Box<dyn Stream<Item = Result<WorkerEvent, Status>> + Send
 pub struct WorkerService {
     pub worker_id: String,
     pub runner: Arc<Runner>,
+    pub journals: Arc<Journals>,
     /// Turns true at shutdown, which ends the metrics streams.
     pub stopping: watch::Receiver<bool>,
 }
@@ -56,6 +59,7 @@ impl From<RunError> for Status {
 #[tonic::async_trait]
 impl WorkerProcessService for WorkerService {
     type ExecuteCommandStream = EventStream;
+    type AttachProcessStream = EventStream;
     type ReportMetricsStream = Pin<Box<dyn Stream<Item = Result<MetricsSample, Status>> + Send>>;
 
     async fn execute_command(
@@ -66,17 +70,58 @@ impl WorkerProcessService for WorkerService {
         let command = request
             .command
             .ok_or_else(|| Status::invalid_argument("command is missing"))?;
+        if self.journals.get(&request.process_id).is_some() {
+            return Err(RunError::Duplicate(request.process_id).into());
+        }
         let spec = self.runner.prepare(&request.process_id, &command)?;
         let limits = request.limits.unwrap_or_default();
-        let (sender, receiver) = mpsc::channel(EVENT_BUFFER);
-        // The process runs on its own task, so it outlives the manager's
-        // stream if the manager goes away.
+        let journal = self.journals.create(&request.process_id).map_err(|error| {
+            tracing::error!(process_id = %request.process_id, error = %error, "failed to create spool");
+            Status::internal(format!("failed to create the output spool: {error}"))
+        })?;
+        let (sender, mut receiver) = mpsc::channel(EVENT_BUFFER);
+        // The process runs on its own task and its events go to the spool,
+        // so both outlive the manager's stream if the manager goes away.
         let runner = self.runner.clone();
-        tokio::spawn(runner.run(request.process_id, spec, limits, sender));
-        let stream = ReceiverStream::new(receiver);
-        Ok(Response::new(Box::pin(tokio_stream::StreamExt::map(
-            stream, Ok,
-        ))))
+        tokio::spawn(runner.run(request.process_id.clone(), spec, limits, sender));
+        let recorder = journal.clone();
+        let process_id = request.process_id.clone();
+        tokio::spawn(async move {
+            while let Some(event) = receiver.recv().await {
+                if let Err(error) = recorder.record(event).await {
+                    tracing::error!(process_id, error = %error, "failed to spool output");
+                }
+            }
+        });
+        Ok(Response::new(stream_journal(journal, 0)))
+    }
+
+    async fn attach_process(
+        &self,
+        request: Request<AttachProcessRequest>,
+    ) -> Result<Response<EventStream>, Status> {
+        let request = request.into_inner();
+        let journal = self.journals.get(&request.process_id).ok_or_else(|| {
+            Status::not_found(format!(
+                "process {} is not on this worker",
+                request.process_id
+            ))
+        })?;
+        Ok(Response::new(stream_journal(journal, request.offset)))
+    }
+
+    async fn acknowledge_output(
+        &self,
+        request: Request<AcknowledgeOutputRequest>,
+    ) -> Result<Response<AcknowledgeOutputResponse>, Status> {
+        let request = request.into_inner();
+        if let Some(journal) = self.journals.get(&request.process_id) {
+            journal.acknowledge(request.offset);
+        }
+        if request.release {
+            self.journals.release(&request.process_id);
+        }
+        Ok(Response::new(AcknowledgeOutputResponse {}))
     }
 
     async fn terminate_process(
@@ -130,9 +175,19 @@ impl WorkerProcessService for WorkerService {
         _request: Request<WorkerListProcessesRequest>,
     ) -> Result<Response<WorkerListProcessesResponse>, Status> {
         Ok(Response::new(WorkerListProcessesResponse {
-            process_ids: self.runner.running_ids(),
+            process_ids: self.journals.ids(),
         }))
     }
+}
+
+/// Streams a journal's events from `offset` to the manager.
+fn stream_journal(journal: Arc<Journal>, offset: u64) -> EventStream {
+    let (sender, receiver) = mpsc::channel(EVENT_BUFFER);
+    tokio::spawn(journal::replay(journal, offset, sender));
+    Box::pin(tokio_stream::StreamExt::map(
+        ReceiverStream::new(receiver),
+        Ok,
+    ))
 }
 
 /// Sends a sample of the worker and of every running process each

@@ -1,35 +1,101 @@
 //! `herd logs`: print a process's output.
 
+use std::time::{Duration, Instant};
+
 use herd_proto::v1::StreamOutputRequest;
+use tonic::Code;
 
 use super::{Connected, status_error};
+use crate::client;
 use crate::output::{report_dropped, write_chunk};
+
+/// How long `--follow` keeps trying to reach a manager that went away, as
+/// during a restart.
+const RECONNECT_FOR: Duration = Duration::from_secs(60);
+
+/// Wait between reconnection attempts.
+const RECONNECT_DELAY: Duration = Duration::from_millis(250);
 
 /// Print a process's stored output; --follow keeps printing until it ends
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Keep printing new output until the process ends
+    /// Keep printing new output until the process ends, reconnecting from
+    /// the last byte printed if the manager restarts
     #[arg(short, long)]
     follow: bool,
     id: String,
 }
 
-pub async fn run(mut client: Connected, args: Args) -> anyhow::Result<u8> {
+pub async fn run(client: Connected, addr: &str, args: Args) -> anyhow::Result<u8> {
+    let mut client = Some(client);
+    let mut offset = 0;
+    let mut lost_since: Option<Instant> = None;
+    loop {
+        let connected = match client.take() {
+            Some(connected) => Ok(connected),
+            None => client::connect(addr).await,
+        };
+        let result = match connected {
+            Ok(mut connected) => print_from(&mut connected, &args, &mut offset).await,
+            Err(error) => Err(Interrupted::Connect(error)),
+        };
+        match result {
+            Ok(()) => return Ok(0),
+            Err(Interrupted::Fatal(error)) => return Err(error),
+            Err(Interrupted::Connect(error)) | Err(Interrupted::Stream(error)) if args.follow => {
+                let since = *lost_since.get_or_insert_with(Instant::now);
+                if since.elapsed() > RECONNECT_FOR {
+                    return Err(error.context("the manager did not come back within 60 s"));
+                }
+                tokio::time::sleep(RECONNECT_DELAY).await;
+            }
+            Err(Interrupted::Connect(error)) | Err(Interrupted::Stream(error)) => {
+                return Err(error);
+            }
+        }
+    }
+}
+
+/// Why printing stopped early.
+enum Interrupted {
+    /// The manager could not be reached.
+    Connect(anyhow::Error),
+    /// The stream broke, as when the manager restarts.
+    Stream(anyhow::Error),
+    /// An error that a retry cannot fix, such as an unknown id.
+    Fatal(anyhow::Error),
+}
+
+/// Prints output from `offset` until the stream ends, advancing `offset`
+/// past every byte printed.
+async fn print_from(
+    client: &mut Connected,
+    args: &Args,
+    offset: &mut u64,
+) -> Result<(), Interrupted> {
     let request = StreamOutputRequest {
-        id: args.id,
-        offset: 0,
+        id: args.id.clone(),
+        offset: *offset,
         follow: args.follow,
     };
     let mut chunks = client
         .stream_output(request)
         .await
-        .map_err(status_error)?
+        .map_err(classify)?
         .into_inner();
-    let mut expected = 0;
-    while let Some(chunk) = chunks.message().await.map_err(status_error)? {
-        report_dropped(expected, chunk.offset);
-        expected = chunk.offset + chunk.data.len() as u64;
-        write_chunk(&chunk)?;
+    while let Some(chunk) = chunks.message().await.map_err(classify)? {
+        report_dropped(*offset, chunk.offset);
+        *offset = chunk.offset + chunk.data.len() as u64;
+        write_chunk(&chunk).map_err(|error| Interrupted::Fatal(error.into()))?;
     }
-    Ok(0)
+    Ok(())
+}
+
+fn classify(status: tonic::Status) -> Interrupted {
+    match status.code() {
+        Code::NotFound | Code::InvalidArgument | Code::PermissionDenied => {
+            Interrupted::Fatal(status_error(status))
+        }
+        _ => Interrupted::Stream(status_error(status)),
+    }
 }

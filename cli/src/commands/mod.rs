@@ -52,7 +52,7 @@ impl Cli {
             Verb::Run(args) => run::run(client, *args).await,
             Verb::Ps(args) => ps::run(client, args).await,
             Verb::Status(args) => status::run(client, args).await,
-            Verb::Logs(args) => logs::run(client, args).await,
+            Verb::Logs(args) => logs::run(client, &self.addr, args).await,
             Verb::Wait(args) => wait::run(client, args).await,
             Verb::Kill(args) => kill::run(client, args).await,
             Verb::Workers(args) => workers::run(client, args).await,
