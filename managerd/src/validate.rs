@@ -7,6 +7,9 @@ use herd_proto::v1::{Command, ExecuteDistributedCommandRequest, Limits};
 /// Largest total size of a command's arguments and environment, in bytes;
 /// the same as Linux's default ARG_MAX of 2 MiB less room for the defaults.
 const MAX_COMMAND_BYTES: usize = 1 << 20;
+/// Largest memory or bandwidth limit accepted, 1 PiB, far below what the
+/// kernel's 64-bit counters take.
+const MAX_BYTES: u64 = 1 << 50;
 /// Smallest memory limit accepted: below this even a shell cannot start.
 const MIN_MEMORY_BYTES: u64 = 4 << 20;
 /// Minimum pids limit: the sandbox init and the command.
@@ -157,6 +160,14 @@ fn env_var(name: &str, value: &str) -> Result<(), InvalidField> {
 
 fn limits(limits: &Limits) -> Result<(), InvalidField> {
     if let Some(bytes) = limits.memory_bytes
+        && bytes > MAX_BYTES
+    {
+        return Err(invalid(
+            "limits.memory_bytes",
+            format!("{bytes} is above the maximum of {MAX_BYTES} (1 PiB)"),
+        ));
+    }
+    if let Some(bytes) = limits.memory_bytes
         && bytes < MIN_MEMORY_BYTES
     {
         return Err(invalid(
@@ -176,6 +187,15 @@ fn limits(limits: &Limits) -> Result<(), InvalidField> {
         ("limits.io_read_bps", limits.io_read_bps),
         ("limits.io_write_bps", limits.io_write_bps),
     ] {
+        if bps.is_some_and(|bps| bps > MAX_BYTES) {
+            return Err(invalid(
+                field,
+                format!(
+                    "{} is above the maximum of {MAX_BYTES} bytes per second",
+                    bps.unwrap_or(0)
+                ),
+            ));
+        }
         if bps.is_some_and(|bps| bps < MIN_IO_BPS) {
             return Err(invalid(
                 field,

@@ -64,6 +64,18 @@ impl Cluster {
         Cluster::start_with_env(ids, lease, &[])
     }
 
+    /// Like [`Cluster::start`], with workers that may run commands as root.
+    pub fn start_allowing_root(ids: &[&str], lease: Duration) -> Cluster {
+        let mut cluster = Cluster::start(&[], lease);
+        for id in ids {
+            cluster.start_worker_with(id, &["--allow-root"]);
+        }
+        for id in ids {
+            cluster.wait_worker_state(id, "READY", Duration::from_secs(10));
+        }
+        cluster
+    }
+
     /// Like [`Cluster::start`], with extra environment for the workers.
     pub fn start_with_env(ids: &[&str], lease: Duration, env: &[(&str, &str)]) -> Cluster {
         let number = CLUSTERS.fetch_add(1, Ordering::SeqCst);

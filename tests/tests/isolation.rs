@@ -64,7 +64,7 @@ fn command_runs_unprivileged() {
     if !can_run() {
         return;
     }
-    let cluster = Cluster::start(&["w1"], LEASE);
+    let cluster = Cluster::start_allowing_root(&["w1"], LEASE);
     let caps = cluster.herd_ok(&[
         "run",
         "--",
@@ -149,18 +149,20 @@ fn proc_and_tmp_are_private() {
     if !can_run() {
         return;
     }
-    let cluster = Cluster::start(&["w1"], LEASE);
+    let cluster = Cluster::start_allowing_root(&["w1"], LEASE);
     // Kernels without magic SysRq have no /proc/sysrq-trigger.
     let script = "for f in /proc/sys /proc/sysrq-trigger /proc/irq /proc/bus; do \
                   if [ ! -e $f ]; then echo missing:$f; \
                   elif grep -q \" $f ro,\" /proc/self/mountinfo; then echo ro:$f; \
                   else echo rw:$f; fi; done; \
-                  grep ' /tmp ' /proc/self/mountinfo | grep -c tmpfs; ls -A /tmp | wc -l";
+                  grep -cE ' /(tmp|var/tmp|dev/shm) rw,nosuid,nodev.* - tmpfs ' /proc/self/mountinfo; \
+                  find /tmp /var/tmp /dev/shm -mindepth 1 | wc -l";
     let output = cluster.herd_ok(&["run", "--user", "root", "--", "sh", "-c", script]);
     let lines: Vec<&str> = output.lines().collect();
     assert_eq!(lines[0], "ro:/proc/sys", "{output}");
     assert!(!output.contains("rw:"), "{output}");
-    assert_eq!(lines[4..], ["1", "0"], "{output}");
+    assert_eq!(lines[4], "3", "{output}");
+    assert_eq!(lines[5], "0", "{output}");
 }
 
 /// Waits until the init `init_pid` has started its command and returns the
@@ -175,4 +177,19 @@ fn wait_for_child(init_pid: u64) -> String {
         std::thread::sleep(Duration::from_millis(20));
     }
     panic!("init {init_pid} started no command");
+}
+
+#[test]
+fn root_needs_the_worker_to_allow_it() {
+    if !can_run() {
+        return;
+    }
+    let cluster = Cluster::start(&["w1"], LEASE);
+    for user in ["root", "0", "0:0", "1000:0", "4294967295"] {
+        let output = cluster.herd(&["run", "--user", user, "--", "id"]);
+        assert_eq!(output.status.code(), Some(125), "{user}");
+        assert!(output.stdout.is_empty(), "{user}");
+    }
+    let status = cluster.herd_ok(&["ps", "--all", "--output", "json"]);
+    assert!(!status.contains("\"COMPLETED\""), "{status}");
 }

@@ -111,7 +111,12 @@ fn read_bandwidth_is_throttled() {
     }
     // A file on a disk-backed file system, read with O_DIRECT so the page
     // cache does not hide the disk.
-    let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+    // The sandbox has its own /tmp and /var/tmp, so the file lives under
+    // /var/lib, which is on disk and outside both.
+    let dir = tempfile::Builder::new()
+        .prefix("herd-test-")
+        .tempdir_in("/var/lib")
+        .unwrap();
     let data = dir.path().join("data");
     std::fs::write(&data, vec![7u8; 3 << 20]).unwrap();
     set_mode(dir.path(), 0o755);

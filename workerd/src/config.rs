@@ -51,6 +51,10 @@ pub struct Flags {
     /// names none [default: nobody]
     #[arg(long)]
     pub default_user: Option<String>,
+    /// Let requests run commands as root (uid or gid 0); without it they
+    /// are rejected, because root in a sandbox can write the host's files
+    #[arg(long)]
+    pub allow_root: bool,
     /// Folder for the worker's state, such as its output spool
     /// [default: /var/lib/herd/workerd]
     #[arg(long)]
@@ -81,6 +85,8 @@ pub struct File {
     pub rlimits: BTreeMap<String, String>,
     pub state_dir: Option<PathBuf>,
     pub spool_limit: Option<String>,
+    #[serde(default)]
+    pub allow_root: bool,
 }
 
 /// The resolved settings.
@@ -96,6 +102,7 @@ pub struct Config {
     pub rlimits: Vec<crate::sandbox::Rlimit>,
     pub state_dir: PathBuf,
     pub spool_limit: u64,
+    pub allow_root: bool,
 }
 
 impl Config {
@@ -160,7 +167,9 @@ impl Config {
                 .max(1 << 20),
             None => crate::journal::DEFAULT_SPOOL_LIMIT,
         };
+        let allow_root = flags.allow_root || file.allow_root;
         Ok(Config {
+            allow_root,
             state_dir,
             spool_limit,
             id,

@@ -44,6 +44,7 @@ async fn run_locked(config: &Config, layout: &Layout) -> anyhow::Result<()> {
     let settings = Settings {
         default_user: config.default_user.clone(),
         rlimits: config.rlimits.clone(),
+        allow_root: config.allow_root,
     };
     let runner = Runner::new(layout.clone(), settings);
     // One folder per worker id, so workers sharing a state folder never
@@ -78,11 +79,12 @@ async fn run_locked(config: &Config, layout: &Layout) -> anyhow::Result<()> {
     let server = tokio::spawn(serve(listener, service, stopped));
     shutdown_signal().await;
 
-    // The server keeps running while commands end, so their final events
-    // still reach the manager.
-    registration.abort();
+    // The server and the heartbeats keep running while commands end, so
+    // their final events reach the manager and it does not think the
+    // worker lost meanwhile.
     tracing::info!(worker_id = %config.id, "shutting down; terminating running commands");
     runner.terminate_all(SHUTDOWN_GRACE).await;
+    registration.abort();
     let _ = stop.send(true);
     match tokio::time::timeout(SERVER_DRAIN, server).await {
         Ok(result) => result??,

@@ -59,6 +59,8 @@ pub struct Settings {
     /// User for requests that name none.
     pub default_user: String,
     pub rlimits: Vec<Rlimit>,
+    /// Whether commands may run as root.
+    pub allow_root: bool,
 }
 
 /// Starts and tracks the sandboxes of this worker.
@@ -128,6 +130,12 @@ impl Runner {
         };
         let identity =
             identity::resolve(user).map_err(|error| RunError::Invalid(error.to_string()))?;
+        if (identity.uid == 0 || identity.gid == 0) && !self.settings.allow_root {
+            return Err(RunError::Invalid(format!(
+                "user {user:?} is root, which this worker does not allow; \
+                 run as another user, or start the worker with --allow-root"
+            )));
+        }
         Ok(build_spec(
             process_id,
             command,

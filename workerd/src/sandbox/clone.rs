@@ -223,6 +223,17 @@ fn exec_child(plan: &ChildPlan) -> ! {
             unsafe { libc::_exit(125) };
         }
     }
+    // Descriptors the worker inherited without close-on-exec (from the
+    // shell or unit that started it) must not reach the init.
+    // SAFETY: close_range is a raw syscall that only sets flags.
+    unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            5u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
     // SAFETY: exe, argv and envp are NUL-terminated and outlive this call,
     // because the parent's copy of `plan` is in this address space.
     unsafe { libc::execve(plan.exe.as_ptr(), plan.argv.as_ptr(), plan.envp.as_ptr()) };

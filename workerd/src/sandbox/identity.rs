@@ -32,7 +32,8 @@ pub fn resolve(user: &str) -> Result<Identity, IdentityError> {
         let home = lookup_uid(uid).map_or_else(|| "/".to_owned(), |entry| entry.home);
         return Ok(Identity { uid, gid, home });
     }
-    if let Ok(uid) = user.parse::<u32>() {
+    if user.chars().all(|c| c.is_ascii_digit()) && !user.is_empty() {
+        let uid = parse_id(user, user)?;
         return Ok(lookup_uid(uid).unwrap_or(Identity {
             uid,
             gid: uid,
@@ -46,9 +47,13 @@ pub fn resolve(user: &str) -> Result<Identity, IdentityError> {
     Ok(identity_of(&entry))
 }
 
+/// Parses a uid or gid. 4294967295 is (uid_t)-1, which setresuid reads as
+/// "leave unchanged", so it would keep the init's root.
 fn parse_id(text: &str, user: &str) -> Result<u32, IdentityError> {
-    text.parse()
-        .map_err(|_| IdentityError::Invalid(user.to_owned()))
+    match text.parse::<u32>() {
+        Ok(id) if id != u32::MAX => Ok(id),
+        _ => Err(IdentityError::Invalid(user.to_owned())),
+    }
 }
 
 fn lookup_uid(uid: u32) -> Option<Identity> {
@@ -95,5 +100,11 @@ mod tests {
             Err(IdentityError::UnknownUser("no-such-user-herd".into()))
         );
         assert_eq!(resolve("1:x"), Err(IdentityError::Invalid("1:x".into())));
+        for unchanged in ["4294967295", "1:4294967295", "4294967296"] {
+            assert_eq!(
+                resolve(unchanged),
+                Err(IdentityError::Invalid(unchanged.into()))
+            );
+        }
     }
 }

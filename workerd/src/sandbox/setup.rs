@@ -49,15 +49,25 @@ pub fn mount_filesystems(private_network: bool) -> Result<(), SetupError> {
         mount_step("mount sysfs on", "/sys", Some("sysfs"), flags, None)?;
     }
 
+    // Every world-writable scratch folder is private, so sandboxes share no
+    // files through them and leave nothing behind.
     let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
-    mount_step(
-        "mount tmpfs on",
-        "/tmp",
-        Some("tmpfs"),
-        flags,
-        Some("mode=1777"),
-    )
+    for target in PRIVATE_TMPFS {
+        if std::path::Path::new(target).is_dir() {
+            mount_step(
+                "mount tmpfs on",
+                target,
+                Some("tmpfs"),
+                flags,
+                Some("mode=1777"),
+            )?;
+        }
+    }
+    Ok(())
 }
+
+/// Folders that get a fresh tmpfs in every sandbox.
+const PRIVATE_TMPFS: &[&str] = &["/tmp", "/var/tmp", "/dev/shm"];
 
 fn mount_step(
     step: &'static str,
