@@ -8,9 +8,9 @@ use herd_proto::v1::process_management_service_server::ProcessManagementService;
 use herd_proto::v1::worker_process_service_client::WorkerProcessServiceClient;
 use herd_proto::v1::{
     ExecuteDistributedCommandRequest, GetProcessStatusRequest, ListProcessesRequest,
-    ListProcessesResponse, ListWorkersRequest, ListWorkersResponse, OutputChunk, ProcessEvent,
-    ProcessState, ProcessStatus, Reason, StreamOutputRequest, TerminateProcessRequest,
-    WaitProcessRequest, WorkerTerminateRequest,
+    ListProcessesResponse, ListWorkersRequest, ListWorkersResponse, OutputChunk, Placement,
+    ProcessEvent, ProcessState, ProcessStatus, Reason, StreamOutputRequest,
+    TerminateProcessRequest, WaitProcessRequest, WorkerTerminateRequest,
 };
 use tokio::sync::mpsc;
 use tokio_stream::Stream;
@@ -18,7 +18,6 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::server::UdsConnectInfo;
 use tonic::{Request, Response, Status};
 
-use crate::registry::Constraints;
 use crate::state::{Manager, is_terminal};
 use crate::store::StoreError;
 use crate::{dispatch, follow, validate};
@@ -104,24 +103,25 @@ impl ProcessManagementService for ProcessApi {
         };
         let request_command = request.command.clone();
         let request_limits = request.limits;
+        let placement = Placement {
+            worker_id: request.worker_id.clone(),
+            labels: request.labels.clone(),
+            queue_timeout_ms: request.queue_timeout_ms,
+        };
         let status = ProcessStatus {
             id: id.clone(),
             state: ProcessState::Pending as i32,
             owner,
             command: request.command,
             limits: request.limits,
+            placement: Some(placement.clone()),
             created_at: Some(SystemTime::now().into()),
             ..ProcessStatus::default()
         };
         match self.manager.store.insert(status) {
             Ok(()) => {
                 tracing::info!(process_id = %id, "process accepted");
-                let constraints = Constraints {
-                    worker_id: request.worker_id,
-                    labels: request.labels,
-                    excluded: Vec::new(),
-                };
-                tokio::spawn(dispatch::run(self.manager.clone(), id.clone(), constraints));
+                tokio::spawn(dispatch::run(self.manager.clone(), id.clone(), placement));
             }
             // A repeated id attaches to the process it already names, if the
             // request is the same one; a different request is a conflict.

@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime};
 
 use herd_proto::v1::worker_process_service_client::WorkerProcessServiceClient;
 use herd_proto::v1::{
-    AcknowledgeOutputRequest, AttachProcessRequest, ExecuteCommandRequest, ExitStatus,
+    AcknowledgeOutputRequest, AttachProcessRequest, ExecuteCommandRequest, ExitStatus, Placement,
     ProcessState, Reason, WorkerEvent, worker_event,
 };
 use tokio::time::Instant;
@@ -17,11 +17,20 @@ use crate::state::{Manager, is_terminal};
 /// Places the process on a worker and follows it to its end. Retries on
 /// another worker when the chosen one cannot be reached, until the queue
 /// timeout.
-pub async fn run(manager: Arc<Manager>, id: String, mut constraints: Constraints) {
-    let deadline = Instant::now() + manager.queue_timeout;
+pub async fn run(manager: Arc<Manager>, id: String, placement: Placement) {
+    let queue_timeout = match placement.queue_timeout_ms {
+        0 => manager.queue_timeout,
+        millis => Duration::from_millis(millis),
+    };
+    let deadline = Instant::now() + queue_timeout;
+    let mut constraints = Constraints {
+        worker_id: placement.worker_id,
+        labels: placement.labels,
+        excluded: Vec::new(),
+    };
     loop {
         let Some(worker) = wait_for_worker(&manager, &constraints, deadline).await else {
-            fail_unplaced(&manager, &id, &constraints);
+            fail_unplaced(&manager, &id, &constraints, queue_timeout);
             return;
         };
         let worker_id = worker.info.id.clone();
@@ -58,7 +67,7 @@ async fn wait_for_worker(
     }
 }
 
-fn fail_unplaced(manager: &Manager, id: &str, constraints: &Constraints) {
+fn fail_unplaced(manager: &Manager, id: &str, constraints: &Constraints, waited: Duration) {
     let mut wanted = Vec::new();
     if !constraints.worker_id.is_empty() {
         wanted.push(format!("id {}", constraints.worker_id));
@@ -78,7 +87,7 @@ fn fail_unplaced(manager: &Manager, id: &str, constraints: &Constraints) {
     };
     let error = format!(
         "unavailable: {wanted} within the queue timeout of {}",
-        herd_proto::units::format_duration(manager.queue_timeout)
+        herd_proto::units::format_duration(waited)
     );
     tracing::warn!(process_id = id, error, "request not placed");
     let _ = manager.store.update(id, &mut |status| {
@@ -99,7 +108,10 @@ async fn send(manager: &Manager, id: &str, worker: Worker) -> Sent {
         return Sent::Done;
     }
     let worker_id = worker.info.id.clone();
-    let _following = Following::start(manager, id);
+    let Some(_following) = Following::try_start(manager, id) else {
+        // Another task follows it already, as after a restart.
+        return Sent::Done;
+    };
     let _ = manager
         .store
         .update(id, &mut |status| status.worker_id = worker_id.clone());
@@ -111,6 +123,14 @@ async fn send(manager: &Manager, id: &str, worker: Worker) -> Sent {
     let mut client = WorkerProcessServiceClient::new(worker.channel);
     let stream = match client.execute_command(request).await {
         Ok(response) => response.into_inner(),
+        // The worker has it already: the previous manager sent it before
+        // it stopped. Follow it from what is stored.
+        Err(status) if status.code() == Code::AlreadyExists => {
+            if let Some(stream) = attach(manager, id, &worker_id).await {
+                follow_to_end(manager, id, &worker_id, stream).await;
+            }
+            return Sent::Done;
+        }
         Err(status) if matches!(status.code(), Code::Unavailable | Code::Unknown) => {
             let _ = manager
                 .store
@@ -281,15 +301,6 @@ struct Following<'a> {
 }
 
 impl<'a> Following<'a> {
-    fn start(manager: &'a Manager, id: &str) -> Following<'a> {
-        let mut followed = manager.followed.lock().expect("followed lock poisoned");
-        followed.insert(id.to_owned());
-        Following {
-            manager,
-            id: id.to_owned(),
-        }
-    }
-
     /// Starts following unless another task follows the process already.
     fn try_start(manager: &'a Manager, id: &str) -> Option<Following<'a>> {
         let mut followed = manager.followed.lock().expect("followed lock poisoned");

@@ -73,20 +73,17 @@ impl Manager {
 }
 
 impl Manager {
-    /// Settles records a previous run of the manager left live. A PENDING
-    /// request lost its placement constraints with that run, so it fails.
-    pub fn recover(&self) {
+    /// Places again the requests a previous run of the manager accepted
+    /// but had not placed, with the placement they asked for. Running
+    /// records are resumed when their worker registers.
+    pub fn recover(self: &Arc<Self>) {
         for status in self.store.list() {
             if status.state != ProcessState::Pending as i32 {
                 continue;
             }
-            tracing::warn!(process_id = %status.id, "request was pending when the manager stopped");
-            let _ = self.store.update(&status.id, &mut |record| {
-                record.state = ProcessState::Failed as i32;
-                record.error =
-                    "the manager restarted before the request was placed; run it again".to_owned();
-                record.finished_at = Some(SystemTime::now().into());
-            });
+            tracing::info!(process_id = %status.id, "placing a request accepted before the restart");
+            let placement = status.placement.clone().unwrap_or_default();
+            tokio::spawn(crate::dispatch::run(self.clone(), status.id, placement));
         }
     }
 }

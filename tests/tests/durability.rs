@@ -225,3 +225,26 @@ fn output_survives_manager_restart() {
     let followed = follower.wait_with_output().unwrap();
     assert_eq!(String::from_utf8_lossy(&followed.stdout), expected);
 }
+
+#[test]
+fn pending_request_is_placed_after_restart() {
+    if !can_run() {
+        return;
+    }
+    let mut cluster = Cluster::start(&["w1"], LEASE);
+    let id = cluster.run_detached(&["--label", "zone=c", "--", "echo", "placed late"]);
+    assert_eq!(cluster.status(&id)["state"], "PENDING");
+    cluster.signal_manager(libc::SIGKILL);
+    cluster.start_manager_with(&[]);
+    cluster.start_worker_with("w2", &["--label", "zone=c"]);
+    let status = cluster.wait_status(&id, Duration::from_secs(10), |s| s["state"] != "PENDING");
+    let status = match status["state"].as_str() {
+        Some("RUNNING") => {
+            cluster.wait_status(&id, Duration::from_secs(10), |s| s["state"] != "RUNNING")
+        }
+        _ => status,
+    };
+    assert_eq!(status["state"], "COMPLETED", "{status}");
+    assert_eq!(status["worker_id"], "w2");
+    assert_eq!(cluster.herd_ok(&["logs", &id]), "placed late\n");
+}
