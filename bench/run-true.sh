@@ -24,7 +24,7 @@ trap cleanup EXIT
 "$bin/herd-managerd" --listen "$HERD_ADDR" --state-dir "$dir/state" 2>"$dir/managerd.log" &
 pids+=($!)
 "$bin/herd-workerd" --manager "$HERD_ADDR" --id bench --listen "unix://$dir/w.sock" \
-  --cgroup-parent "herd-bench-$$" 2>"$dir/worker.log" &
+  --cgroup-parent "herd-bench-$$" --state-dir "$dir/worker-state" 2>"$dir/worker.log" &
 pids+=($!)
 for _ in $(seq 100); do
   "$bin/herd" workers 2>/dev/null | grep -q READY && break
