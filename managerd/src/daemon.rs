@@ -8,7 +8,6 @@ use std::time::Duration;
 use herd_proto::daemon::{self, Listener, bind};
 use herd_proto::v1::process_management_service_server::ProcessManagementServiceServer;
 use herd_proto::v1::worker_registration_service_server::WorkerRegistrationServiceServer;
-use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 use tonic::server::NamedService;
 
@@ -59,7 +58,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             stopped.clone(),
         )));
     }
-    shutdown_signal().await;
+    daemon::shutdown_signal().await;
     tracing::info!("shutting down");
     // Workers cannot heartbeat while the servers drain, which must not
     // count against their leases.
@@ -131,13 +130,4 @@ async fn serve(
         }));
     daemon::serve(router, listener, stopped).await?;
     Ok(())
-}
-
-async fn shutdown_signal() {
-    let mut terminate = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    let mut interrupt = signal(SignalKind::interrupt()).expect("SIGINT handler");
-    tokio::select! {
-        _ = terminate.recv() => {}
-        _ = interrupt.recv() => {}
-    }
 }

@@ -154,6 +154,17 @@ pub async fn bind(endpoint: &Endpoint, mode: u32) -> Result<Listener, DaemonErro
     }
 }
 
+/// Waits for SIGTERM or SIGINT, the signals that stop a daemon.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut interrupt = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = terminate.recv() => {}
+        _ = interrupt.recv() => {}
+    }
+}
+
 /// Removes the socket file of a unix endpoint this daemon listened on, at
 /// shutdown. Other endpoints have no file.
 pub fn remove_socket(endpoint: &Endpoint) {

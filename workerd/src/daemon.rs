@@ -7,7 +7,6 @@ use std::time::Duration;
 use anyhow::Context;
 use herd_proto::daemon::{self, Listener, bind};
 use herd_proto::v1::worker_process_service_server::WorkerProcessServiceServer;
-use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 use tonic::server::NamedService;
 
@@ -77,7 +76,7 @@ async fn run_locked(config: &Config, layout: &Layout) -> anyhow::Result<()> {
     tracing::info!(worker_id = %config.id, listen = %config.listen, "worker started");
 
     let server = tokio::spawn(serve(listener, service, stopped));
-    shutdown_signal().await;
+    daemon::shutdown_signal().await;
 
     // The server and the heartbeats keep running while commands end, so
     // their final events reach the manager and it does not think the
@@ -179,13 +178,4 @@ async fn serve(
         .add_service(WorkerProcessServiceServer::new(service));
     daemon::serve(router, listener, stopped).await?;
     Ok(())
-}
-
-async fn shutdown_signal() {
-    let mut terminate = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    let mut interrupt = signal(SignalKind::interrupt()).expect("SIGINT handler");
-    tokio::select! {
-        _ = terminate.recv() => {}
-        _ = interrupt.recv() => {}
-    }
 }

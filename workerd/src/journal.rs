@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, watch};
 /// acknowledged: 64 MiB.
 pub const DEFAULT_SPOOL_LIMIT: u64 = 64 << 20;
 
-/// Where the journal is, as its followers see it.
+/// The journal's position, as its followers see it.
 #[derive(Debug, Clone, Default)]
 pub struct Progress {
     /// Output bytes recorded.

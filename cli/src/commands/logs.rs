@@ -56,7 +56,7 @@ pub async fn run(client: Connected, addr: &str, args: Args) -> anyhow::Result<u8
     }
 }
 
-/// Why printing stopped early.
+/// The cause of printing stopping early.
 enum Interrupted {
     /// The manager could not be reached.
     Connect(anyhow::Error),

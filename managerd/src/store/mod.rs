@@ -65,7 +65,7 @@ pub trait ProcessStore: Send + Sync + std::fmt::Debug {
     /// Returns a receiver that changes whenever the record or its output
     /// does.
     fn watch(&self, id: &str) -> Option<watch::Receiver<u64>>;
-    /// Records a worker's registration, so a restarted manager knows it.
+    /// Records a worker's registration, so a restarted manager can restore it.
     fn save_worker(&self, worker: &WorkerInfo) -> Result<(), StoreError>;
     /// Returns the workers saved before.
     fn load_workers(&self) -> Vec<WorkerInfo>;

@@ -1,9 +1,9 @@
 //! A [`ProcessStore`] in an SQLite database, so a restart of the manager,
 //! even by SIGKILL, loses no record and no output it acknowledged.
 //!
-//! The database runs in WAL mode with `synchronous=NORMAL`: a commit is in
-//! the write-ahead log before the call returns, which survives a crash of
-//! the manager; only a crash of the whole host may lose the last commits.
+//! The database runs in WAL mode with `synchronous=NORMAL`. A commit is in
+//! the write-ahead log before the call returns, so it survives a crash of
+//! the manager. Only a crash of the whole host may lose the last commits.
 //! Records are stored as encoded `ProcessStatus` messages next to the few
 //! columns queries need, so new fields need no migration.
 
