@@ -204,11 +204,19 @@ fn output_survives_manager_restart() {
     }
     let mut cluster = Cluster::start(&["w1"], LEASE);
     let script = "for i in $(seq 100); do echo line-$i; sleep 0.1; done";
-    let id = cluster.run_detached(&["--", "sh", "-c", script]);
-    cluster.wait_status(&id, Duration::from_secs(5), |s| s["state"] == "RUNNING");
+    let id = "through-restart";
+    // An attached `herd run` and a `herd logs --follow` both ride it out.
+    let attached = std::process::Command::new(herd_tests::binary("herd"))
+        .env("HERD_ADDR", cluster.addr())
+        .args(["run", "--id", id, "--", "sh", "-c", script])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    cluster.wait_status(id, Duration::from_secs(5), |s| s["state"] == "RUNNING");
     let follower = std::process::Command::new(herd_tests::binary("herd"))
         .env("HERD_ADDR", cluster.addr())
-        .args(["logs", "--follow", &id])
+        .args(["logs", "--follow", id])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -218,12 +226,15 @@ fn output_survives_manager_restart() {
     std::thread::sleep(Duration::from_millis(500));
     cluster.start_manager_with(&[]);
 
-    let status = cluster.wait_status(&id, Duration::from_secs(30), |s| s["state"] != "RUNNING");
+    let status = cluster.wait_status(id, Duration::from_secs(30), |s| s["state"] != "RUNNING");
     assert_eq!(status["state"], "COMPLETED", "{status}");
     let expected: String = (1..=100).map(|i| format!("line-{i}\n")).collect();
-    assert_eq!(cluster.herd_ok(&["logs", &id]), expected);
+    assert_eq!(cluster.herd_ok(&["logs", id]), expected);
     let followed = follower.wait_with_output().unwrap();
     assert_eq!(String::from_utf8_lossy(&followed.stdout), expected);
+    let attached = attached.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&attached.stdout), expected);
+    assert_eq!(attached.status.code(), Some(0));
 }
 
 #[test]

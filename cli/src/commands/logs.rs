@@ -27,8 +27,21 @@ pub struct Args {
 }
 
 pub async fn run(client: Connected, addr: &str, args: Args) -> anyhow::Result<u8> {
-    let mut client = Some(client);
     let mut offset = 0;
+    print_output(Some(client), addr, &args.id, args.follow, &mut offset).await?;
+    Ok(0)
+}
+
+/// Prints a process's output from `offset`, advancing it past every byte
+/// printed. With `follow`, it keeps printing until the process ends and
+/// reconnects when the manager goes away, for up to a minute.
+pub async fn print_output(
+    mut client: Option<Connected>,
+    addr: &str,
+    id: &str,
+    follow: bool,
+    offset: &mut u64,
+) -> anyhow::Result<()> {
     let mut lost_since: Option<Instant> = None;
     loop {
         let connected = match client.take() {
@@ -36,13 +49,13 @@ pub async fn run(client: Connected, addr: &str, args: Args) -> anyhow::Result<u8
             None => client::connect(addr).await,
         };
         let result = match connected {
-            Ok(mut connected) => print_from(&mut connected, &args, &mut offset).await,
+            Ok(mut connected) => print_from(&mut connected, id, follow, offset).await,
             Err(error) => Err(Interrupted::Connect(error)),
         };
         match result {
-            Ok(()) => return Ok(0),
+            Ok(()) => return Ok(()),
             Err(Interrupted::Fatal(error)) => return Err(error),
-            Err(Interrupted::Connect(error)) | Err(Interrupted::Stream(error)) if args.follow => {
+            Err(Interrupted::Connect(error)) | Err(Interrupted::Stream(error)) if follow => {
                 let since = *lost_since.get_or_insert_with(Instant::now);
                 if since.elapsed() > RECONNECT_FOR {
                     return Err(error.context("the manager did not come back within 60 s"));
@@ -70,13 +83,14 @@ enum Interrupted {
 /// past every byte printed.
 async fn print_from(
     client: &mut Connected,
-    args: &Args,
+    id: &str,
+    follow: bool,
     offset: &mut u64,
 ) -> Result<(), Interrupted> {
     let request = StreamOutputRequest {
-        id: args.id.clone(),
+        id: id.to_owned(),
         offset: *offset,
-        follow: args.follow,
+        follow,
     };
     let mut chunks = client
         .stream_output(request)

@@ -49,7 +49,7 @@ impl Cli {
     pub async fn run(self) -> anyhow::Result<u8> {
         let client = client::connect(&self.addr).await?;
         match self.command {
-            Verb::Run(args) => run::run(client, *args).await,
+            Verb::Run(args) => run::run(client, &self.addr, *args).await,
             Verb::Ps(args) => ps::run(client, args).await,
             Verb::Status(args) => status::run(client, args).await,
             Verb::Logs(args) => logs::run(client, &self.addr, args).await,

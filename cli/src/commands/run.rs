@@ -6,7 +6,7 @@ use anyhow::Context;
 use herd_proto::units::{parse_duration, parse_size};
 use herd_proto::v1::{
     Command, ExecuteDistributedCommandRequest, Limits, NetworkMode, ProcessState,
-    TerminateProcessRequest, process_event,
+    TerminateProcessRequest, WaitProcessRequest, process_event,
 };
 
 use tokio::signal::unix::{Signal, SignalKind, signal};
@@ -126,7 +126,7 @@ fn build_request(args: Args) -> anyhow::Result<(ExecuteDistributedCommandRequest
     Ok((request, args.detach))
 }
 
-pub async fn run(mut client: Connected, args: Args) -> anyhow::Result<u8> {
+pub async fn run(mut client: Connected, addr: &str, args: Args) -> anyhow::Result<u8> {
     let (request, detach) = build_request(args)?;
     let mut events = client
         .execute_distributed_command(request)
@@ -146,7 +146,19 @@ pub async fn run(mut client: Connected, args: Args) -> anyhow::Result<u8> {
                 continue;
             }
         };
-        let event = message.map_err(status_error)?.and_then(|event| event.event);
+        let event = match message {
+            Ok(event) => event.and_then(|event| event.event),
+            // The manager went away after it stored the request, as in a
+            // restart: go on from the last byte printed.
+            Err(status) if !process_id.is_empty() && is_transient(&status) => {
+                eprintln!(
+                    "herd: lost the manager ({}); reconnecting",
+                    status.message()
+                );
+                return resume(addr, &process_id, expected).await;
+            }
+            Err(status) => return Err(status_error(status)),
+        };
         match event {
             Some(process_event::Event::Accepted(status)) => {
                 process_id = status.id;
@@ -177,6 +189,33 @@ pub async fn run(mut client: Connected, args: Args) -> anyhow::Result<u8> {
             }
         }
     }
+}
+
+/// Reports whether a stream error may pass when the manager is back.
+fn is_transient(status: &tonic::Status) -> bool {
+    !matches!(
+        status.code(),
+        tonic::Code::NotFound | tonic::Code::InvalidArgument | tonic::Code::PermissionDenied
+    )
+}
+
+/// Prints the rest of the output from `offset` through a new connection,
+/// then waits for the process to end and returns its exit code.
+async fn resume(addr: &str, process_id: &str, mut offset: u64) -> anyhow::Result<u8> {
+    super::logs::print_output(None, addr, process_id, true, &mut offset).await?;
+    let mut client = crate::client::connect(addr).await?;
+    let request = WaitProcessRequest {
+        id: process_id.to_owned(),
+    };
+    let status = client
+        .wait_process(request)
+        .await
+        .map_err(status_error)?
+        .into_inner();
+    if status.state != ProcessState::Completed as i32 {
+        report_failure(&status);
+    }
+    Ok(exit_code_of(&status))
 }
 
 /// SIGINT, SIGTERM and SIGHUP, which all end the remote command too.
