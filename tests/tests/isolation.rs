@@ -52,8 +52,15 @@ fn environment_is_clean() {
         String::from_utf8_lossy(&init_env)
     );
     let command_pid = wait_for_child(init_pid);
-    let command_env = std::fs::read(format!("/proc/{command_pid}/environ")).unwrap();
-    let command_env = String::from_utf8_lossy(&command_env);
+    // The child shows the init's empty environment until its exec.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let command_env = loop {
+        let environ = std::fs::read(format!("/proc/{command_pid}/environ")).unwrap();
+        if !environ.is_empty() || std::time::Instant::now() > deadline {
+            break String::from_utf8_lossy(&environ).into_owned();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
     assert!(!command_env.contains("leak123"), "{command_env}");
     assert!(command_env.contains("PATH="), "{command_env}");
     cluster.herd_ok(&["kill", &id]);
