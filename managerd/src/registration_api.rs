@@ -55,8 +55,8 @@ impl WorkerRegistrationService for RegistrationApi {
             tracing::error!(worker_id = %request.id, error = %error, "failed to save worker");
         }
         tokio::spawn(metrics::follow_worker(self.manager.clone(), worker));
-        // Processes the worker still has but nobody follows were started
-        // before this manager restarted: follow them again.
+        // Processes the worker still has and no task follows were started
+        // before this manager restarted, so they are followed again.
         for process_id in &request.running_process_ids {
             if self.manager.store.get(process_id).is_some() {
                 let manager = self.manager.clone();

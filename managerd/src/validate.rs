@@ -159,22 +159,39 @@ fn env_var(name: &str, value: &str) -> Result<(), InvalidField> {
 }
 
 fn limits(limits: &Limits) -> Result<(), InvalidField> {
-    if let Some(bytes) = limits.memory_bytes
-        && bytes > MAX_BYTES
-    {
-        return Err(invalid(
-            "limits.memory_bytes",
-            format!("{bytes} is above the maximum of {MAX_BYTES} (1 PiB)"),
-        ));
-    }
-    if let Some(bytes) = limits.memory_bytes
-        && bytes < MIN_MEMORY_BYTES
-    {
-        return Err(invalid(
-            "limits.memory_bytes",
-            format!("{bytes} is below the minimum of {MIN_MEMORY_BYTES} (4 MiB)"),
-        ));
-    }
+    let memory = limits.memory_bytes;
+    in_range(
+        "limits.memory_bytes",
+        memory,
+        MIN_MEMORY_BYTES,
+        MAX_BYTES,
+        "bytes",
+    )?;
+    let bandwidth = "bytes per second";
+    in_range(
+        "limits.io_read_bps",
+        limits.io_read_bps,
+        MIN_IO_BPS,
+        MAX_BYTES,
+        bandwidth,
+    )?;
+    in_range(
+        "limits.io_write_bps",
+        limits.io_write_bps,
+        MIN_IO_BPS,
+        MAX_BYTES,
+        bandwidth,
+    )?;
+    // The minimum leaves room for the sandbox init besides the command.
+    in_range("limits.pids", limits.pids, MIN_PIDS, MAX_PIDS, "processes")?;
+    in_range(
+        "limits.timeout_ms",
+        limits.timeout_ms,
+        1,
+        MAX_TIMEOUT_MS,
+        "milliseconds",
+    )?;
+
     if let Some(cpus) = limits.cpus
         && !(cpus.is_finite() && (0.01..=MAX_CPUS).contains(&cpus))
     {
@@ -183,49 +200,24 @@ fn limits(limits: &Limits) -> Result<(), InvalidField> {
             format!("{cpus} must be between 0.01 and {MAX_CPUS}"),
         ));
     }
-    for (field, bps) in [
-        ("limits.io_read_bps", limits.io_read_bps),
-        ("limits.io_write_bps", limits.io_write_bps),
-    ] {
-        if bps.is_some_and(|bps| bps > MAX_BYTES) {
-            return Err(invalid(
-                field,
-                format!(
-                    "{} is above the maximum of {MAX_BYTES} bytes per second",
-                    bps.unwrap_or(0)
-                ),
-            ));
-        }
-        if bps.is_some_and(|bps| bps < MIN_IO_BPS) {
-            return Err(invalid(
-                field,
-                format!(
-                    "{} is below the minimum of {MIN_IO_BPS} bytes per second",
-                    bps.unwrap_or(0)
-                ),
-            ));
-        }
-    }
-    if let Some(pids) = limits.pids
-        && !(MIN_PIDS..=MAX_PIDS).contains(&pids)
-    {
-        return Err(invalid(
-            "limits.pids",
-            format!(
-                "{pids} must be between {MIN_PIDS} (the sandbox init and the command) \
-                 and {MAX_PIDS} (the kernel's PID_MAX_LIMIT)"
-            ),
-        ));
-    }
-    if let Some(timeout) = limits.timeout_ms
-        && !(1..=MAX_TIMEOUT_MS).contains(&timeout)
-    {
-        return Err(invalid(
-            "limits.timeout_ms",
-            format!("{timeout} must be between 1 and {MAX_TIMEOUT_MS} (one year)"),
-        ));
-    }
     Ok(())
+}
+
+/// Checks that an optional limit lies within `min..=max`.
+fn in_range(
+    field: &'static str,
+    value: Option<u64>,
+    min: u64,
+    max: u64,
+    unit: &str,
+) -> Result<(), InvalidField> {
+    match value {
+        Some(value) if !(min..=max).contains(&value) => Err(invalid(
+            field,
+            format!("{value} must be between {min} and {max} {unit}"),
+        )),
+        _ => Ok(()),
+    }
 }
 
 #[cfg(test)]

@@ -30,18 +30,15 @@ fn hostname_is_the_process_id() {
 }
 
 #[test]
-fn environment_is_clean() {
+fn init_and_command_environ_are_clean() {
     if !can_run() {
         return;
     }
     let canary = [("HERD_TEST_CANARY", "leak123")];
     let cluster = Cluster::start_with_env(&["w1"], LEASE, &canary);
-    let output = cluster.herd_ok(&["run", "--env", "FOO=bar", "--", "env"]);
-    assert!(output.lines().any(|line| line == "FOO=bar"), "{output}");
-    assert!(!output.contains("leak123"), "{output}");
-
     // Without capabilities a command cannot read the init's environ, so the
-    // test reads it from the host while the command runs.
+    // test reads it from the host while the command runs. What `env` prints
+    // inside is checked with the sandbox cases.
     let id = cluster.run_detached(&["--", "sleep", "30"]);
     let status = cluster.wait_status(&id, Duration::from_secs(5), |s| s["state"] == "RUNNING");
     let init_pid = status["host_pid"].as_u64().unwrap();

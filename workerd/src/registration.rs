@@ -20,7 +20,7 @@ const MAX_RETRY: Duration = Duration::from_secs(5);
 /// Failed heartbeats in a row after which the worker registers afresh.
 const MAX_HEARTBEAT_FAILURES: u32 = 3;
 
-/// What the worker announces about itself.
+/// The worker's identity as it registers with the manager.
 #[derive(Debug, Clone)]
 pub struct Identity {
     pub id: String,
@@ -29,8 +29,9 @@ pub struct Identity {
     pub labels: HashMap<String, String>,
 }
 
-/// Registers, heartbeats, and registers again whenever the manager forgets
-/// the worker or cannot be reached. Runs until the task is dropped.
+/// Registers, heartbeats, and registers again whenever the manager no
+/// longer has the worker or cannot be reached. Runs until the task is
+/// dropped.
 pub async fn run(
     manager: Endpoint,
     identity: Identity,
@@ -95,7 +96,8 @@ async fn try_register(
     Ok((client, interval))
 }
 
-/// Sends heartbeats until the manager forgets the worker or stops answering.
+/// Sends heartbeats until the manager no longer has the worker or stops
+/// responding.
 async fn heartbeat(
     mut client: WorkerRegistrationServiceClient<Channel>,
     identity: &Identity,

@@ -6,7 +6,7 @@ use anyhow::Context;
 use herd_proto::units::{parse_duration, parse_size};
 use herd_proto::v1::{
     Command, ExecuteDistributedCommandRequest, Limits, NetworkMode, ProcessState,
-    TerminateProcessRequest, WaitProcessRequest, process_event,
+    TerminateProcessRequest, process_event,
 };
 
 use tokio::signal::unix::{Signal, SignalKind, signal};
@@ -204,18 +204,7 @@ fn is_transient(status: &tonic::Status) -> bool {
 async fn resume(addr: &str, process_id: &str, mut offset: u64) -> anyhow::Result<u8> {
     super::logs::print_output(None, addr, process_id, true, &mut offset).await?;
     let mut client = crate::client::connect(addr).await?;
-    let request = WaitProcessRequest {
-        id: process_id.to_owned(),
-    };
-    let status = client
-        .wait_process(request)
-        .await
-        .map_err(status_error)?
-        .into_inner();
-    if status.state != ProcessState::Completed as i32 {
-        report_failure(&status);
-    }
-    Ok(exit_code_of(&status))
+    super::wait::wait_for(&mut client, process_id).await
 }
 
 /// SIGINT, SIGTERM and SIGHUP, which all end the remote command too.

@@ -11,8 +11,15 @@ pub struct Args {
 }
 
 pub async fn run(mut client: Connected, args: Args) -> anyhow::Result<u8> {
+    wait_for(&mut client, &args.id).await
+}
+
+/// Waits for process `id` to end, prints its error if it did not complete,
+/// and returns the exit code `herd run` and `herd wait` end with.
+pub async fn wait_for(client: &mut Connected, id: &str) -> anyhow::Result<u8> {
+    let request = WaitProcessRequest { id: id.to_owned() };
     let status = client
-        .wait_process(WaitProcessRequest { id: args.id })
+        .wait_process(request)
         .await
         .map_err(status_error)?
         .into_inner();
