@@ -43,7 +43,8 @@ pub async fn events(
                 return;
             }
         }
-        let Some(new_offset) = send_output(&manager, &id, offset, &sender).await else {
+        let end = status.output_bytes;
+        let Some(new_offset) = send_output(&manager, &id, offset, end, &sender).await else {
             return;
         };
         offset = new_offset;
@@ -80,10 +81,11 @@ async fn send_output(
     manager: &Manager,
     id: &str,
     mut offset: u64,
+    end: u64,
     sender: &mpsc::Sender<Result<ProcessEvent, Status>>,
 ) -> Option<u64> {
     loop {
-        let chunks = manager.store.read_output(id, offset, READ_BYTES);
+        let chunks = next_chunks(manager, id, offset, end);
         if chunks.is_empty() {
             return Some(offset);
         }
@@ -94,6 +96,23 @@ async fn send_output(
             }
         }
     }
+}
+
+/// Returns the stored chunks from `offset`. When everything from `offset`
+/// up to `end`, the output length seen in the record, was dropped for the
+/// output limits, it returns one empty chunk at `end` instead, so readers
+/// learn of the gap and move past it rather than wait for bytes that are
+/// gone.
+fn next_chunks(manager: &Manager, id: &str, offset: u64, end: u64) -> Vec<OutputChunk> {
+    let chunks = manager.store.read_output(id, offset, READ_BYTES);
+    if chunks.is_empty() && offset < end {
+        return vec![OutputChunk {
+            stream: 0,
+            offset: end,
+            data: Vec::new(),
+        }];
+    }
+    chunks
 }
 
 /// Streams output from `offset`; with `follow`, keeps streaming live output
@@ -114,7 +133,7 @@ pub async fn output(
             return;
         };
         loop {
-            let chunks = manager.store.read_output(&id, offset, READ_BYTES);
+            let chunks = next_chunks(&manager, &id, offset, status.output_bytes);
             if chunks.is_empty() {
                 break;
             }

@@ -246,3 +246,29 @@ fn output_over_the_limit_drops_oldest() {
     );
     assert_eq!(cluster.status(&id)["output_bytes"], 3 * 1024 * 1024 + 4);
 }
+
+#[test]
+fn output_dropped_by_budget_ends_followers() {
+    if !can_run() {
+        return;
+    }
+    let mut cluster = Cluster::start(&["w1"], LEASE);
+    cluster.stop_manager();
+    cluster.start_manager_with(&["--output-budget", "1k"]);
+    cluster.wait_worker_state("w1", "READY", Duration::from_secs(10));
+    let started = std::time::Instant::now();
+    let output = cluster.herd(&["run", "--id", "budget", "--", "seq", "1", "1000"]);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(output.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("dropped by the manager's output limit"),
+        "{stderr}"
+    );
+    let logs = cluster.herd(&["logs", "budget"]);
+    assert_eq!(logs.status.code(), Some(0));
+}
