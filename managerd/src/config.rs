@@ -106,13 +106,19 @@ impl Config {
             DEFAULT_QUEUE_TIMEOUT,
         )?;
         let output_limit = match flags.output_limit.or(file.output_limit) {
-            Some(text) => herd_proto::units::parse_size(&text)
-                .context("invalid --output-limit (output_limit)")?,
+            Some(text) => at_least_a_chunk(
+                "--output-limit (output_limit)",
+                herd_proto::units::parse_size(&text)
+                    .context("invalid --output-limit (output_limit)")?,
+            )?,
             None => crate::store::DEFAULT_OUTPUT_LIMIT,
         };
         let output_budget = match flags.output_budget.or(file.output_budget) {
-            Some(text) => herd_proto::units::parse_size(&text)
-                .context("invalid --output-budget (output_budget)")?,
+            Some(text) => at_least_a_chunk(
+                "--output-budget (output_budget)",
+                herd_proto::units::parse_size(&text)
+                    .context("invalid --output-budget (output_budget)")?,
+            )?,
             None => DEFAULT_OUTPUT_BUDGET,
         };
         let state_dir = flags
@@ -128,6 +134,15 @@ impl Config {
             state_dir,
         })
     }
+}
+
+/// Rejects an output limit below 1 MiB: the newest chunk (up to 64 KiB) is
+/// always kept, so a smaller limit could not hold.
+fn at_least_a_chunk(flag: &str, bytes: u64) -> anyhow::Result<u64> {
+    if bytes < 1 << 20 {
+        anyhow::bail!("invalid {flag} {bytes}: use at least 1m");
+    }
+    Ok(bytes)
 }
 
 fn positive_duration(flag: &str, value: Option<String>, default: &str) -> anyhow::Result<Duration> {

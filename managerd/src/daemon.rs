@@ -29,7 +29,13 @@ const SOCKET_MODE: u32 = 0o660;
 
 /// Runs the manager until SIGTERM or SIGINT.
 pub async fn run(config: Config) -> anyhow::Result<()> {
-    let store = open_store(&config)?;
+    // Bind first: a manager that cannot serve must not touch the state.
+    let mut listeners = Vec::new();
+    for endpoint in &config.listen {
+        listeners.push(bind(endpoint, SOCKET_MODE).await?);
+        tracing::info!(listen = %endpoint, "manager listening");
+    }
+    let (_lock, store) = open_store(&config)?;
     let registry = Registry::default();
     for worker in store.load_workers() {
         registry.restore(worker);
@@ -42,11 +48,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         followed: Mutex::default(),
     });
     manager.recover();
-    let mut listeners = Vec::new();
-    for endpoint in &config.listen {
-        listeners.push(bind(endpoint, SOCKET_MODE).await?);
-        tracing::info!(listen = %endpoint, "manager listening");
-    }
     let leases = tokio::spawn(monitor_leases(manager.clone()));
 
     let (stop, stopped) = watch::channel(false);
@@ -78,8 +79,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Opens the state database in the state folder, creating both if needed.
-fn open_store(config: &Config) -> anyhow::Result<Arc<dyn ProcessStore>> {
+/// Opens the state database in the state folder, creating both if needed,
+/// and returns it with an exclusive lock on the folder, which the caller
+/// holds until exit so a second manager cannot share the database.
+fn open_store(config: &Config) -> anyhow::Result<(std::fs::File, Arc<dyn ProcessStore>)> {
     use std::os::unix::fs::DirBuilderExt;
     let dir = &config.state_dir;
     std::fs::DirBuilder::new()
@@ -87,11 +90,32 @@ fn open_store(config: &Config) -> anyhow::Result<Arc<dyn ProcessStore>> {
         .mode(0o700)
         .create(dir)
         .with_context(|| format!("failed to create the state folder {}", dir.display()))?;
+    let lock = lock_state_dir(dir)?;
     let path = dir.join("managerd.db");
     let store = SqliteStore::open(&path, config.output_limit, config.output_budget)
         .with_context(|| format!("failed to open {}", path.display()))?;
     tracing::info!(path = %path.display(), "state database open");
-    Ok(Arc::new(store))
+    Ok((lock, Arc::new(store)))
+}
+
+fn lock_state_dir(dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
+    let file = std::fs::File::open(dir)
+        .with_context(|| format!("failed to open the state folder {}", dir.display()))?;
+    // SAFETY: flock on a descriptor this function owns.
+    let locked = unsafe {
+        libc::flock(
+            std::os::fd::AsRawFd::as_raw_fd(&file),
+            libc::LOCK_EX | libc::LOCK_NB,
+        )
+    };
+    if locked != 0 {
+        anyhow::bail!(
+            "the state folder {} is in use by another herd-managerd; stop it or use another \
+             --state-dir",
+            dir.display()
+        );
+    }
+    Ok(file)
 }
 
 /// Marks workers whose lease ran out as lost, and their processes as

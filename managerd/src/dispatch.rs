@@ -22,7 +22,15 @@ pub async fn run(manager: Arc<Manager>, id: String, placement: Placement) {
         0 => manager.queue_timeout,
         millis => Duration::from_millis(millis),
     };
-    let deadline = Instant::now() + queue_timeout;
+    // The queue time counts from the request, also across a restart.
+    let waited = manager
+        .store
+        .get(&id)
+        .and_then(|status| status.created_at)
+        .and_then(|created| SystemTime::try_from(created).ok())
+        .and_then(|created| created.elapsed().ok())
+        .unwrap_or_default();
+    let deadline = Instant::now() + queue_timeout.saturating_sub(waited);
     let mut constraints = Constraints {
         worker_id: placement.worker_id,
         labels: placement.labels,

@@ -9,6 +9,11 @@ use herd_proto::v1::{WorkerInfo, WorkerMetrics, WorkerState};
 use tokio::sync::Notify;
 use tonic::transport::Channel;
 
+/// Extra time a worker restored from the database has to register again,
+/// beyond its lease: its heartbeats must fail before it notices the
+/// restart, then it retries with a backoff of up to 5 s.
+const RESTORE_GRACE: Duration = Duration::from_secs(15);
+
 /// A registered worker.
 #[derive(Debug, Clone)]
 pub struct Worker {
@@ -142,7 +147,9 @@ impl Registry {
             channel,
             generation: 0,
             restored: true,
-            last_seen: Instant::now(),
+            // The lease runs from when the worker can have noticed the
+            // restart and come back through its retry backoff.
+            last_seen: Instant::now() + RESTORE_GRACE,
         };
         self.lock().insert(worker.info.id.clone(), worker);
     }

@@ -92,7 +92,7 @@ impl Manager {
 /// code 0, ABORTED after a terminate request, FAILED otherwise.
 pub fn state_for(exit: &ExitStatus) -> ProcessState {
     match Reason::try_from(exit.reason).unwrap_or_default() {
-        Reason::TerminatedByUser => ProcessState::Aborted,
+        Reason::TerminatedByUser | Reason::WorkerShutdown => ProcessState::Aborted,
         Reason::Exited if exit.exit_code == Some(0) => ProcessState::Completed,
         _ => ProcessState::Failed,
     }

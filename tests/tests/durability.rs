@@ -259,3 +259,20 @@ fn pending_request_is_placed_after_restart() {
     assert_eq!(status["worker_id"], "w2");
     assert_eq!(cluster.herd_ok(&["logs", &id]), "placed late\n");
 }
+
+#[test]
+fn long_restart_keeps_running_process() {
+    if !can_run() {
+        return;
+    }
+    let mut cluster = Cluster::start(&["w1"], LEASE);
+    let id = cluster.run_detached(&["--", "sh", "-c", "sleep 9; echo done"]);
+    cluster.wait_status(&id, Duration::from_secs(5), |s| s["state"] == "RUNNING");
+    cluster.signal_manager(libc::SIGKILL);
+    // Down for three leases: the worker must still count as alive.
+    std::thread::sleep(LEASE * 3);
+    cluster.start_manager_with(&[]);
+    let status = cluster.wait_status(&id, Duration::from_secs(20), |s| s["state"] != "RUNNING");
+    assert_eq!(status["state"], "COMPLETED", "{status}");
+    assert_eq!(cluster.herd_ok(&["logs", &id]), "done\n");
+}

@@ -254,21 +254,40 @@ fn output_dropped_by_budget_ends_followers() {
     }
     let mut cluster = Cluster::start(&["w1"], LEASE);
     cluster.stop_manager();
-    cluster.start_manager_with(&["--output-budget", "1k"]);
+    cluster.start_manager_with(&["--output-budget", "1m"]);
     cluster.wait_worker_state("w1", "READY", Duration::from_secs(10));
-    let started = std::time::Instant::now();
-    let output = cluster.herd(&["run", "--id", "budget", "--", "seq", "1", "1000"]);
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "{:?}",
-        started.elapsed()
-    );
-    assert_eq!(output.status.code(), Some(0));
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        stderr.contains("dropped by the manager's output limit"),
-        "{stderr}"
-    );
-    let logs = cluster.herd(&["logs", "budget"]);
-    assert_eq!(logs.status.code(), Some(0));
+    // The second command's output pushes all of the first's out of the
+    // budget; readers of the first must learn that and finish.
+    cluster.herd_ok(&[
+        "run",
+        "--id",
+        "old",
+        "--",
+        "head",
+        "-c",
+        "100000",
+        "/dev/zero",
+    ]);
+    cluster.herd_ok(&[
+        "run",
+        "--id",
+        "new",
+        "--",
+        "head",
+        "-c",
+        "2000000",
+        "/dev/zero",
+    ]);
+    for args in [&["logs", "old"][..], &["logs", "--follow", "old"][..]] {
+        let started = std::time::Instant::now();
+        let output = cluster.herd(args);
+        assert!(started.elapsed() < Duration::from_secs(5), "{args:?}");
+        assert_eq!(output.status.code(), Some(0), "{args:?}");
+        assert!(output.stdout.is_empty(), "{args:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains("100000 bytes of output"),
+            "{args:?}: {stderr}"
+        );
+    }
 }

@@ -163,10 +163,12 @@ impl Config {
             .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR));
         let spool_limit = match flags.spool_limit.or(file.spool_limit) {
             Some(text) => herd_proto::units::parse_size(&text)
-                .context("invalid --spool-limit (spool_limit)")?
-                .max(1 << 20),
+                .context("invalid --spool-limit (spool_limit)")?,
             None => crate::journal::DEFAULT_SPOOL_LIMIT,
         };
+        if spool_limit < 1 << 20 {
+            anyhow::bail!("invalid --spool-limit (spool_limit) {spool_limit}: use at least 1m");
+        }
         let allow_root = flags.allow_root || file.allow_root;
         Ok(Config {
             allow_root,

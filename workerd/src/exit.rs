@@ -50,7 +50,7 @@ pub fn build(
             describe_termination("terminated by request", &report),
         ),
         (_, Ending::WorkerShutdown) => (
-            Reason::TerminatedByUser,
+            Reason::WorkerShutdown,
             describe_termination("terminated because the worker shut down", &report),
         ),
         (InitReport::SpawnFailed { message, .. }, _) => (Reason::SpawnFailed, message.clone()),

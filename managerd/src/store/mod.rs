@@ -26,7 +26,7 @@ pub enum StoreError {
         "output chunk at offset {offset} for process {id} does not follow the stored end at {end}"
     )]
     OutputGap { id: String, offset: u64, end: u64 },
-    #[error("failed to {operation} in the state database")]
+    #[error("failed to {operation}")]
     Database {
         operation: &'static str,
         #[source]
