@@ -110,6 +110,8 @@ fn second_worker_with_same_id_is_rejected() {
             cluster.dir.path().display()
         ))
         .args(["--cgroup-parent", &cluster.cgroup_parent("impostor")])
+        .arg("--state-dir")
+        .arg(cluster.dir.path().join("impostor-state"))
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -141,6 +143,8 @@ fn shared_cgroup_parent_is_refused() {
         .arg("--listen")
         .arg(format!("unix://{}/w2.sock", cluster.dir.path().display()))
         .args(["--cgroup-parent", &cluster.cgroup_parent("w1")])
+        .arg("--state-dir")
+        .arg(cluster.dir.path().join("w2-state"))
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(1));
