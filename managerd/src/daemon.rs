@@ -99,23 +99,15 @@ fn open_store(config: &Config) -> anyhow::Result<(std::fs::File, Arc<dyn Process
 }
 
 fn lock_state_dir(dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
-    let file = std::fs::File::open(dir)
-        .with_context(|| format!("failed to open the state folder {}", dir.display()))?;
-    // SAFETY: flock on a descriptor this function owns.
-    let locked = unsafe {
-        libc::flock(
-            std::os::fd::AsRawFd::as_raw_fd(&file),
-            libc::LOCK_EX | libc::LOCK_NB,
-        )
-    };
-    if locked != 0 {
-        anyhow::bail!(
-            "the state folder {} is in use by another herd-managerd; stop it or use another \
-             --state-dir",
-            dir.display()
-        );
-    }
-    Ok(file)
+    daemon::lock_folder(dir)
+        .with_context(|| format!("failed to lock the state folder {}", dir.display()))?
+        .with_context(|| {
+            format!(
+                "the state folder {} is in use by another herd-managerd; stop it or use \
+                 another --state-dir",
+                dir.display()
+            )
+        })
 }
 
 /// Marks workers whose lease ran out as lost, and their processes as

@@ -98,11 +98,11 @@ async fn send_output(
     }
 }
 
-/// Returns the stored chunks from `offset`. When everything from `offset`
-/// up to `end`, the output length seen in the record, was dropped for the
-/// output limits, it returns one empty chunk at `end` instead, so readers
-/// learn of the gap and move past it rather than wait for bytes that are
-/// gone.
+/// Returns the stored chunks from `offset`. `end` is the output length
+/// seen in the record. When the output limits dropped everything from
+/// `offset` to `end`, it returns one empty chunk at `end` instead. Readers
+/// then learn of the gap and move past it, rather than wait for bytes that
+/// are gone.
 fn next_chunks(manager: &Manager, id: &str, offset: u64, end: u64) -> Vec<OutputChunk> {
     let chunks = manager.store.read_output(id, offset, READ_BYTES);
     if chunks.is_empty() && offset < end {

@@ -154,6 +154,24 @@ pub async fn bind(endpoint: &Endpoint, mode: u32) -> Result<Listener, DaemonErro
     }
 }
 
+/// Takes an exclusive flock on the folder `dir` and returns the open folder,
+/// which keeps the lock until it is dropped or the process dies. Returns
+/// `None` when another process holds the lock.
+pub fn lock_folder(dir: &Path) -> io::Result<Option<std::fs::File>> {
+    use std::os::fd::AsRawFd;
+    let file = std::fs::File::open(dir)?;
+    // SAFETY: flock on a descriptor this function owns.
+    let locked = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if locked == 0 {
+        return Ok(Some(file));
+    }
+    let error = io::Error::last_os_error();
+    match error.raw_os_error() {
+        Some(libc::EWOULDBLOCK) => Ok(None),
+        _ => Err(error),
+    }
+}
+
 /// Waits for SIGTERM or SIGINT, the signals that stop a daemon.
 pub async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
@@ -174,7 +192,7 @@ pub fn remove_socket(endpoint: &Endpoint) {
 }
 
 /// Removes `path` if it is a socket without a listener, so a daemon can start
-/// after a crash; a live socket is left alone and the bind then fails.
+/// after a crash. A live socket is left alone, and the bind then fails.
 fn remove_stale_socket(path: &Path) -> io::Result<()> {
     use std::os::unix::fs::FileTypeExt;
     let Ok(metadata) = std::fs::symlink_metadata(path) else {

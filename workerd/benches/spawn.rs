@@ -1,9 +1,9 @@
 //! Times the worker-side sandbox spawn against `unshare(1)` in the same run.
 //!
-//! Each iteration of herd's path creates the command's cgroup, clones the
-//! init into new PID, mount, network, UTS, IPC and cgroup namespaces, lets
-//! it mount /proc, /sys and /tmp, bring lo up and run `true`, waits for it,
-//! and removes the cgroup. The baseline runs
+//! Each iteration of herd's path creates the command's cgroup and clones
+//! the init into new PID, mount, network, UTS, IPC and cgroup namespaces.
+//! The init mounts /proc, /sys and the private tmpfs folders, brings lo up
+//! and runs `true`; the benchmark waits for it and removes the cgroup. The baseline runs
 //! `unshare --fork --pid --mount-proc --mount --net true`, which does less
 //! (no cgroup, no /sys, /tmp or loopback). The two alternate so that both
 //! see the same machine load. Needs root; run with `cargo bench -p

@@ -105,23 +105,15 @@ fn lock_parent(layout: &Layout, parent: &str) -> anyhow::Result<std::fs::File> {
         .into_iter()
         .next()
         .context("no cgroup parent to lock")?;
-    let file =
-        std::fs::File::open(&dir).with_context(|| format!("failed to open {}", dir.display()))?;
-    // SAFETY: flock on a descriptor this function owns.
-    let locked = unsafe {
-        libc::flock(
-            std::os::fd::AsRawFd::as_raw_fd(&file),
-            libc::LOCK_EX | libc::LOCK_NB,
-        )
-    };
-    if locked != 0 {
-        anyhow::bail!(
-            "cgroup parent {parent:?} ({}) is in use by another worker; \
-             give each worker on a host its own --cgroup-parent",
-            dir.display()
-        );
-    }
-    Ok(file)
+    daemon::lock_folder(&dir)
+        .with_context(|| format!("failed to lock {}", dir.display()))?
+        .with_context(|| {
+            format!(
+                "cgroup parent {parent:?} ({}) is in use by another worker; \
+                 give each worker on a host its own --cgroup-parent",
+                dir.display()
+            )
+        })
 }
 
 /// Removes the worker's parent cgroups if they are empty, so a stopped

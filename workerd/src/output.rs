@@ -13,7 +13,7 @@ const CHUNK_BYTES: usize = 64 * 1024;
 /// Bytes of stderr kept to find its last line for the error message.
 const STDERR_TAIL_BYTES: usize = 4096;
 
-/// What the pump saw once both pipes reached end of file.
+/// The pump's findings once both pipes reached end of file.
 #[derive(Debug, Default)]
 pub struct OutputSummary {
     /// The last non-empty line of stderr, without its newline.
@@ -21,8 +21,9 @@ pub struct OutputSummary {
 }
 
 /// Reads both pipes until end of file, sending each read as a chunk with
-/// its offset in the combined log. When the receiver is gone it keeps
-/// draining the pipes, so the command never blocks on a full pipe.
+/// its offset in the combined log. While the receiver is full the pump
+/// waits, so the command blocks on a full pipe rather than lose output.
+/// When the receiver is gone the pump keeps draining the pipes.
 pub async fn pump(
     stdout: OwnedFd,
     stderr: OwnedFd,

@@ -1,4 +1,4 @@
-//! What the init tells the worker about how the command ended.
+//! The init's report to the worker on how the command ended.
 
 use serde::{Deserialize, Serialize};
 
