@@ -32,7 +32,7 @@ pids+=($!)
 for worker in w1 w2; do
   "$bin/herd-workerd" --manager "$HERD_ADDR" --id "$worker" \
     --listen "unix://$demo/$worker.sock" --cgroup-parent "herd-demo-$worker" \
-    --state-dir "$demo/worker-state" \
+    --state-dir "$demo/worker-state" --join-token-file "$demo/state/join-token" \
     2>"$demo/$worker.log" &
   pids+=($!)
 done

@@ -23,14 +23,6 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    if !cli.streams_to_remote() {
-        // Like other Unix tools, die quietly when a reader such as `head`
-        // closes the pipe. `run` keeps the default of Rust programs, so it
-        // can end the remote command first.
-        // SAFETY: setting a signal's disposition to SIG_DFL before any
-        // thread exists has no other effect.
-        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
-    }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

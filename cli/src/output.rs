@@ -9,6 +9,32 @@ use herd_proto::v1::{
 use prost_types::Timestamp;
 use serde_json::{Value, json};
 
+/// Prints a line to stdout like `println!`, but a reader that went away
+/// (EPIPE, as when piped into `head`) ends herd quietly with 141, the
+/// status SIGPIPE would give. SIGPIPE itself stays ignored, so a manager
+/// that closes the connection is an error, not a silent death.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::output::print_line(format_args!($($arg)*))
+    };
+}
+pub(crate) use outln;
+
+/// Writes `line` and a newline to stdout; see [`outln`].
+pub fn print_line(line: std::fmt::Arguments<'_>) {
+    let mut stdout = std::io::stdout().lock();
+    let written = stdout
+        .write_fmt(line)
+        .and_then(|()| stdout.write_all(b"\n"));
+    if let Err(error) = written {
+        if error.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(141);
+        }
+        eprintln!("herd: failed to write to stdout: {error}");
+        std::process::exit(125);
+    }
+}
+
 /// Writes a chunk of a process's output to our stdout or stderr, as the
 /// process wrote it, and flushes so interleaving stays close to the
 /// original.
@@ -167,14 +193,18 @@ fn exit_text(status: &ProcessStatus) -> String {
 
 /// Prints processes as a table with a header.
 pub fn print_process_table(processes: &[ProcessStatus]) {
-    println!(
+    outln!(
         "{:<14} {:<10} {:<19} {:<9} {:<10} COMMAND",
-        "ID", "STATE", "REASON", "EXIT", "WORKER"
+        "ID",
+        "STATE",
+        "REASON",
+        "EXIT",
+        "WORKER"
     );
     for status in processes {
         let command = status.command.clone().unwrap_or_default().args.join(" ");
         let command: String = command.chars().take(60).collect();
-        println!(
+        outln!(
             "{:<14} {:<10} {:<19} {:<9} {:<10} {}",
             status.id,
             state_name(status.state),
@@ -193,16 +223,16 @@ pub fn print_process_detail(status: &ProcessStatus) {
     for (name, value) in fields {
         match value {
             Value::Object(inner) => {
-                println!("{name}:");
+                outln!("{name}:");
                 for (inner_name, inner_value) in inner {
                     if !inner_value.is_null() {
-                        println!("  {inner_name}: {}", plain(&inner_value));
+                        outln!("  {inner_name}: {}", plain(&inner_value));
                     }
                 }
             }
             Value::Null => {}
             Value::String(text) if text.is_empty() => {}
-            other => println!("{name}: {}", plain(&other)),
+            other => outln!("{name}: {}", plain(&other)),
         }
     }
 }
@@ -216,9 +246,14 @@ fn plain(value: &Value) -> String {
 
 /// Prints workers as a table with a header.
 pub fn print_worker_table(workers: &[WorkerInfo]) {
-    println!(
+    outln!(
         "{:<16} {:<8} {:<8} {:<8} {:<12} {:<32} LABELS",
-        "ID", "STATE", "RUNNING", "LOAD", "MEM FREE", "ADDRESS"
+        "ID",
+        "STATE",
+        "RUNNING",
+        "LOAD",
+        "MEM FREE",
+        "ADDRESS"
     );
     for worker in workers {
         let mut labels: Vec<String> = worker
@@ -229,7 +264,7 @@ pub fn print_worker_table(workers: &[WorkerInfo]) {
         labels.sort();
         let metrics = worker.metrics.unwrap_or_default();
         let free = format!("{} MiB", metrics.memory_available_bytes >> 20);
-        println!(
+        outln!(
             "{:<16} {:<8} {:<8} {:<8.2} {:<12} {:<32} {}",
             worker.id,
             WorkerState::try_from(worker.state)

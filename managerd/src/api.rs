@@ -15,9 +15,9 @@ use herd_proto::v1::{
 use tokio::sync::mpsc;
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::server::UdsConnectInfo;
 use tonic::{Request, Response, Status};
 
+use crate::auth::{Caller, caller_of};
 use crate::state::{Manager, is_terminal};
 use crate::store::StoreError;
 use crate::{dispatch, follow, validate};
@@ -55,22 +55,18 @@ impl From<validate::InvalidField> for Status {
     }
 }
 
-/// Returns the caller's identity: `uid:N` on the unix socket, empty when
-/// the transport carries none.
-fn caller<T>(request: &Request<T>) -> String {
-    request
-        .extensions()
-        .get::<UdsConnectInfo>()
-        .and_then(|info| info.peer_cred)
-        .map(|cred| format!("uid:{}", cred.uid()))
-        .unwrap_or_default()
-}
-
 fn new_id() -> String {
     format!("{:012x}", rand::random::<u64>() & 0xffff_ffff_ffff)
 }
 
 impl ProcessApi {
+    /// Returns process `id` if `caller` may read it.
+    fn readable(&self, caller: &Caller, id: &str) -> Result<ProcessStatus, Status> {
+        let status = self.status(id)?;
+        caller.may_read(&status)?;
+        Ok(status)
+    }
+
     fn status(&self, id: &str) -> Result<ProcessStatus, Status> {
         validate::process_id(id)?;
         self.manager
@@ -93,7 +89,8 @@ impl ProcessManagementService for ProcessApi {
         &self,
         request: Request<ExecuteDistributedCommandRequest>,
     ) -> Result<Response<Self::ExecuteDistributedCommandStream>, Status> {
-        let owner = caller(&request);
+        let caller = caller_of(&request)?;
+        let owner = caller.identity.clone();
         let request = request.into_inner();
         validate::execute_request(&request)?;
         let id = if request.id.is_empty() {
@@ -127,6 +124,11 @@ impl ProcessManagementService for ProcessApi {
             // request is the same one; a different request is a conflict.
             Err(StoreError::AlreadyExists(_)) => {
                 let existing = self.manager.store.get(&id).unwrap_or_default();
+                if !caller.sees(&existing) {
+                    return Err(Status::already_exists(format!(
+                        "process id {id} is taken; choose another --id"
+                    )));
+                }
                 if existing.command != request_command || existing.limits != request_limits {
                     return Err(Status::already_exists(format!(
                         "process {id} already exists with a different command or limits; \
@@ -145,8 +147,10 @@ impl ProcessManagementService for ProcessApi {
         &self,
         request: Request<TerminateProcessRequest>,
     ) -> Result<Response<ProcessStatus>, Status> {
+        let caller = caller_of(&request)?;
         let request = request.into_inner();
         let status = self.status(&request.id)?;
+        caller.may_terminate(&status)?;
         if is_terminal(&status) {
             let state = ProcessState::try_from(status.state).unwrap_or_default();
             return Err(Status::failed_precondition(format!(
@@ -186,19 +190,24 @@ impl ProcessManagementService for ProcessApi {
         &self,
         request: Request<GetProcessStatusRequest>,
     ) -> Result<Response<ProcessStatus>, Status> {
-        Ok(Response::new(self.status(&request.into_inner().id)?))
+        let caller = caller_of(&request)?;
+        Ok(Response::new(
+            self.readable(&caller, &request.into_inner().id)?,
+        ))
     }
 
     async fn list_processes(
         &self,
         request: Request<ListProcessesRequest>,
     ) -> Result<Response<ListProcessesResponse>, Status> {
+        let caller = caller_of(&request)?;
         let all = request.into_inner().all;
         let processes = self
             .manager
             .store
             .list()
             .into_iter()
+            .filter(|status| caller.sees(status))
             .filter(|status| all || !is_terminal(status))
             .collect();
         Ok(Response::new(ListProcessesResponse { processes }))
@@ -208,8 +217,9 @@ impl ProcessManagementService for ProcessApi {
         &self,
         request: Request<StreamOutputRequest>,
     ) -> Result<Response<Self::StreamOutputStream>, Status> {
+        let caller = caller_of(&request)?;
         let request = request.into_inner();
-        self.status(&request.id)?;
+        self.readable(&caller, &request.id)?;
         let (sender, receiver) = mpsc::channel(STREAM_BUFFER);
         let manager = self.manager.clone();
         tokio::spawn(follow::output(
@@ -226,8 +236,9 @@ impl ProcessManagementService for ProcessApi {
         &self,
         request: Request<WaitProcessRequest>,
     ) -> Result<Response<ProcessStatus>, Status> {
+        let caller = caller_of(&request)?;
         let id = request.into_inner().id;
-        self.status(&id)?;
+        self.readable(&caller, &id)?;
         let status = follow::terminal(&self.manager, &id)
             .await
             .ok_or_else(|| Status::not_found(format!("process {id} not found")))?;

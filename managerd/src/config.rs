@@ -1,13 +1,19 @@
 //! The manager's settings: flags, the TOML config file, and defaults, in
 //! that order of precedence.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
 use herd_proto::endpoint::Endpoint;
+use herd_proto::tls::TlsFiles;
 use herd_proto::units::parse_duration;
+
+use herd_proto::daemon::{named_group, socket_group};
+
+use crate::auth::Role;
 use serde::Deserialize;
 
 const DEFAULT_CONFIG: &str = "/etc/herd/managerd.toml";
@@ -47,6 +53,28 @@ pub struct Flags {
     /// Output kept over all processes, such as 4g; the oldest goes first
     #[arg(long, value_name = "SIZE")]
     pub output_budget: Option<String>,
+    /// CA certificate that signs every client and worker certificate
+    #[arg(long, value_name = "FILE", requires_all = ["tls_cert", "tls_key"])]
+    pub tls_ca: Option<PathBuf>,
+    /// The manager's certificate, for https:// listeners and workers
+    #[arg(long, value_name = "FILE", requires_all = ["tls_ca", "tls_key"])]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert
+    #[arg(long, value_name = "FILE", requires_all = ["tls_ca", "tls_cert"])]
+    pub tls_key: Option<PathBuf>,
+    /// File of the secret workers present on unix sockets and plaintext TCP;
+    /// created with a random token if missing [default: STATE_DIR/join-token]
+    #[arg(long, value_name = "FILE")]
+    pub join_token_file: Option<PathBuf>,
+    /// Group that owns the unix socket, by name or number [default: herd]
+    #[arg(long, value_name = "GROUP")]
+    pub socket_group: Option<String>,
+    /// Allow http:// listeners, which carry no identity; only for tests and
+    /// trusted loopback
+    #[arg(long)]
+    pub allow_plaintext: bool,
+    #[command(subcommand)]
+    pub command: Option<crate::certs::Command>,
 }
 
 /// The config file's settings; each has a flag of the same name.
@@ -60,6 +88,34 @@ pub struct File {
     pub queue_timeout: Option<String>,
     pub output_limit: Option<String>,
     pub output_budget: Option<String>,
+    pub tls_ca: Option<PathBuf>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub join_token_file: Option<PathBuf>,
+    pub socket_group: Option<String>,
+    pub allow_plaintext: Option<bool>,
+    /// Local users in this group are admins, as root is.
+    pub admin_group: Option<String>,
+    /// Role of local users without an entry in `roles`.
+    pub local_role: Option<Role>,
+    pub viewers_see_all: Option<bool>,
+    /// Roles by certificate name, user name or `uid:N`.
+    #[serde(default)]
+    pub roles: HashMap<String, Role>,
+}
+
+/// The access settings, resolved; the join token is read at start, from
+/// the state folder.
+#[derive(Debug)]
+pub struct Access {
+    pub tls: Option<TlsFiles>,
+    pub join_token_file: PathBuf,
+    /// Group of the unix socket; `None` keeps the manager's own group.
+    pub socket_group: Option<u32>,
+    pub admin_group: Option<u32>,
+    pub local_role: Role,
+    pub viewers_see_all: bool,
+    pub roles: HashMap<String, Role>,
 }
 
 /// The resolved settings.
@@ -72,6 +128,7 @@ pub struct Config {
     pub output_budget: u64,
     /// Folder of the state database.
     pub state_dir: PathBuf,
+    pub access: Access,
 }
 
 impl Config {
@@ -125,7 +182,38 @@ impl Config {
             .state_dir
             .or(file.state_dir)
             .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR));
+        let allow_plaintext = flags.allow_plaintext || file.allow_plaintext.unwrap_or(false);
+        check_plaintext(&listen, allow_plaintext)?;
+        let access = Access {
+            tls: TlsFiles::from_settings(
+                TlsFiles::SETTINGS,
+                flags.tls_ca.or(file.tls_ca),
+                flags.tls_cert.or(file.tls_cert),
+                flags.tls_key.or(file.tls_key),
+            )?,
+            join_token_file: flags
+                .join_token_file
+                .or(file.join_token_file)
+                .unwrap_or_else(|| state_dir.join("join-token")),
+            socket_group: socket_group(flags.socket_group.or(file.socket_group))?,
+            admin_group: match file.admin_group {
+                Some(name) => Some(named_group("admin_group", &name)?),
+                None => None,
+            },
+            local_role: file.local_role.unwrap_or(Role::Operator),
+            viewers_see_all: file.viewers_see_all.unwrap_or(false),
+            roles: file.roles,
+        };
+        if access.tls.is_none()
+            && let Some(endpoint) = listen.iter().find(|e| matches!(e, Endpoint::Https(_)))
+        {
+            anyhow::bail!(
+                "--listen {endpoint} needs TLS files: set --tls-ca, --tls-cert and --tls-key \
+                 (tls_ca, tls_cert, tls_key); `herd-managerd certs` makes a first set"
+            );
+        }
         Ok(Config {
+            access,
             listen,
             worker_lease,
             queue_timeout,
@@ -134,6 +222,22 @@ impl Config {
             state_dir,
         })
     }
+}
+
+/// Rejects `http://` listeners unless the operator allowed plaintext, and
+/// warns when it did.
+fn check_plaintext(listen: &[Endpoint], allowed: bool) -> anyhow::Result<()> {
+    for endpoint in listen.iter().filter(|e| matches!(e, Endpoint::Http(_))) {
+        if !allowed {
+            anyhow::bail!(
+                "--listen {endpoint} is plaintext TCP, which carries no identity: use \
+                 https:// with --tls-ca, --tls-cert and --tls-key, or set allow_plaintext = true \
+                 (--allow-plaintext) for tests on a trusted loopback"
+            );
+        }
+        tracing::warn!(listen = %endpoint, "plaintext TCP allowed: only workers with the join token may use it");
+    }
+    Ok(())
 }
 
 /// Rejects an output limit below 1 MiB: the newest chunk (up to 64 KiB) is

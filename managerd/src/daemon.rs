@@ -5,16 +5,19 @@ use std::sync::{Arc, Mutex};
 use anyhow::Context;
 use std::time::Duration;
 
-use herd_proto::daemon::{self, Listener, bind};
+use herd_proto::MAX_MESSAGE_BYTES;
+use herd_proto::daemon::{self, Listener, SocketAccess, bind};
+use herd_proto::peer::{AttachToken, Gate, Guarded, JoinToken};
 use herd_proto::v1::process_management_service_server::ProcessManagementServiceServer;
 use herd_proto::v1::worker_registration_service_server::WorkerRegistrationServiceServer;
 use tokio::sync::watch;
 use tonic::server::NamedService;
 
 use crate::api::ProcessApi;
+use crate::auth::{ManagerGate, Policy};
 use crate::config::Config;
 use crate::registration_api::RegistrationApi;
-use crate::registry::Registry;
+use crate::registry::{Links, Registry};
 use crate::state::Manager;
 use crate::store::{ProcessStore, SqliteStore};
 
@@ -30,13 +33,43 @@ const SOCKET_MODE: u32 = 0o660;
 /// Runs the manager until SIGTERM or SIGINT.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     // Bind first: a manager that cannot serve must not touch the state.
+    let access = &config.access;
+    let server_tls = match &access.tls {
+        Some(files) => Some(files.server_config()?),
+        None => None,
+    };
+    let socket = SocketAccess {
+        mode: SOCKET_MODE,
+        group: access.socket_group,
+    };
     let mut listeners = Vec::new();
     for endpoint in &config.listen {
-        listeners.push(bind(endpoint, SOCKET_MODE).await?);
+        listeners.push(bind(endpoint, socket, server_tls.as_ref()).await?);
         tracing::info!(listen = %endpoint, "manager listening");
     }
     let (_lock, store) = open_store(&config)?;
-    let registry = Registry::default();
+    let token = JoinToken::load_or_create(&access.join_token_file).with_context(|| {
+        format!(
+            "failed to read or create the join token {}",
+            access.join_token_file.display()
+        )
+    })?;
+    if let Some(files) = &access.tls {
+        // Bad files fail at start, not at the first worker.
+        files.client_config()?;
+    }
+    let links = Links {
+        tls: access.tls.clone(),
+        token: AttachToken::new(Some(&token)),
+    };
+    let gate: Arc<dyn Gate> = Arc::new(ManagerGate::new(Policy {
+        roles: access.roles.clone(),
+        local_role: access.local_role,
+        admin_group: access.admin_group,
+        viewers_see_all: access.viewers_see_all,
+        join_token: token,
+    }));
+    let registry = Registry::new(links);
     for worker in store.load_workers() {
         registry.restore(worker);
     }
@@ -56,6 +89,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         servers.push(tokio::spawn(serve(
             listener,
             manager.clone(),
+            gate.clone(),
             stopped.clone(),
         )));
     }
@@ -130,20 +164,23 @@ async fn monitor_leases(manager: Arc<Manager>) {
 async fn serve(
     listener: Listener,
     manager: Arc<Manager>,
+    gate: Arc<dyn Gate>,
     stopped: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let names = [
         <ProcessManagementServiceServer<ProcessApi> as NamedService>::NAME,
         <WorkerRegistrationServiceServer<RegistrationApi> as NamedService>::NAME,
     ];
-    let router = daemon::standard_router(&names)
+    let clients = ProcessManagementServiceServer::new(ProcessApi {
+        manager: manager.clone(),
+    })
+    .max_decoding_message_size(MAX_MESSAGE_BYTES);
+    let workers = WorkerRegistrationServiceServer::new(RegistrationApi { manager })
+        .max_decoding_message_size(MAX_MESSAGE_BYTES);
+    let router = daemon::standard_router(&names, &gate)
         .await?
-        .add_service(ProcessManagementServiceServer::new(ProcessApi {
-            manager: manager.clone(),
-        }))
-        .add_service(WorkerRegistrationServiceServer::new(RegistrationApi {
-            manager,
-        }));
+        .add_service(Guarded::new(clients, gate.clone()))
+        .add_service(Guarded::new(workers, gate));
     daemon::serve(router, listener, stopped).await?;
     Ok(())
 }

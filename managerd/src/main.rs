@@ -1,23 +1,21 @@
 //! herd-managerd: the manager daemon.
 
-mod api;
-mod config;
-mod daemon;
-mod dispatch;
-mod follow;
-mod metrics;
-mod registration_api;
-mod registry;
-mod state;
-mod store;
-mod validate;
-
 use std::process::ExitCode;
 
 use clap::Parser;
+use herd_managerd::{certs, config, daemon};
 
 fn main() -> ExitCode {
-    let flags = config::Flags::parse();
+    let mut flags = config::Flags::parse();
+    if let Some(certs::Command::Certs(certs)) = flags.command.take() {
+        return match certs.run() {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("herd-managerd certs: {error:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     herd_proto::daemon::init_logging();
     let result = config::Config::load(flags).and_then(|config| {
         tokio::runtime::Builder::new_multi_thread()

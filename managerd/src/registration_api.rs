@@ -8,6 +8,7 @@ use herd_proto::v1::{
 };
 use tonic::{Request, Response, Status};
 
+use crate::auth::caller_of;
 use crate::dispatch;
 use crate::metrics;
 use crate::registry::RegistryError;
@@ -24,6 +25,7 @@ impl From<RegistryError> for Status {
         match error {
             RegistryError::Unknown(_) => Status::not_found(error.to_string()),
             RegistryError::Duplicate { .. } => Status::already_exists(error.to_string()),
+            RegistryError::Tls { .. } => Status::failed_precondition(error.to_string()),
             RegistryError::InvalidId(_) | RegistryError::InvalidAddress { .. } => {
                 Status::invalid_argument(format!("{error:#}"))
             }
@@ -37,6 +39,7 @@ impl WorkerRegistrationService for RegistrationApi {
         &self,
         request: Request<RegisterWorkerRequest>,
     ) -> Result<Response<RegisterWorkerResponse>, Status> {
+        caller_of(&request)?.may_be_worker(&request.get_ref().id)?;
         let request = request.into_inner();
         let registered = self.manager.registry.register(
             &request.id,
@@ -85,6 +88,7 @@ impl WorkerRegistrationService for RegistrationApi {
         &self,
         request: Request<HeartbeatRequest>,
     ) -> Result<Response<HeartbeatResponse>, Status> {
+        caller_of(&request)?.may_be_worker(&request.get_ref().worker_id)?;
         let request = request.into_inner();
         self.manager
             .registry

@@ -5,9 +5,11 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
 use herd_proto::endpoint::Endpoint;
+use herd_proto::peer::{AttachToken, TokenChannel};
+use herd_proto::tls::TlsFiles;
 use herd_proto::v1::{WorkerInfo, WorkerMetrics, WorkerState};
 use tokio::sync::Notify;
-use tonic::transport::Channel;
+use tonic::service::interceptor::InterceptedService;
 
 /// Extra time a worker restored from the database has to register again,
 /// beyond its lease: its heartbeats must fail before it notices the
@@ -18,7 +20,7 @@ const RESTORE_GRACE: Duration = Duration::from_secs(15);
 #[derive(Debug, Clone)]
 pub struct Worker {
     pub info: WorkerInfo,
-    pub channel: Channel,
+    pub channel: TokenChannel,
     /// Counts registrations of this id, so tasks tied to an older one stop.
     pub generation: u64,
     /// Loaded from the state database at start and not registered since:
@@ -39,6 +41,8 @@ pub enum RegistryError {
         #[source]
         source: herd_proto::endpoint::EndpointError,
     },
+    #[error("cannot reach worker {id} over TLS: {message}")]
+    Tls { id: String, message: String },
     #[error("worker {0} is not registered; register it again")]
     Unknown(String),
     #[error(
@@ -57,15 +61,60 @@ pub struct Constraints {
     pub excluded: Vec<String>,
 }
 
+/// How the manager reaches workers: its TLS files for `https://` workers,
+/// and the join token, which every call carries.
+#[derive(Debug, Default, Clone)]
+pub struct Links {
+    pub tls: Option<TlsFiles>,
+    pub token: AttachToken,
+}
+
+impl Links {
+    /// Opens a lazy channel to worker `id`. Over TLS the worker's
+    /// certificate must name `id`, so one worker cannot stand in for
+    /// another.
+    fn connect(&self, endpoint: &Endpoint, id: &str) -> Result<TokenChannel, RegistryError> {
+        let tls = match (&self.tls, endpoint) {
+            (Some(files), Endpoint::Https(_)) => {
+                let config =
+                    files
+                        .client_config_for(Some(id))
+                        .map_err(|error| RegistryError::Tls {
+                            id: id.to_owned(),
+                            message: error.to_string(),
+                        })?;
+                Some(config)
+            }
+            _ => None,
+        };
+        let channel = endpoint.connect_lazy(tls.as_ref()).map_err(|source| {
+            RegistryError::InvalidAddress {
+                address: endpoint.to_string(),
+                source,
+            }
+        })?;
+        Ok(InterceptedService::new(channel, self.token.clone()))
+    }
+}
+
 /// All registered workers, by id.
 #[derive(Debug, Default)]
 pub struct Registry {
+    links: Links,
     workers: Mutex<HashMap<String, Worker>>,
     /// Woken when a worker registers, so queued requests try again.
     pub changed: Notify,
 }
 
 impl Registry {
+    /// Returns an empty registry that reaches workers through `links`.
+    pub fn new(links: Links) -> Registry {
+        Registry {
+            links,
+            ..Registry::default()
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Worker>> {
         self.workers.lock().expect("registry lock poisoned")
     }
@@ -89,12 +138,7 @@ impl Registry {
                     address: address.to_owned(),
                     source,
                 })?;
-        let channel = endpoint
-            .connect_lazy()
-            .map_err(|source| RegistryError::InvalidAddress {
-                address: address.to_owned(),
-                source,
-            })?;
+        let channel = self.links.connect(&endpoint, id)?;
         let info = WorkerInfo {
             id: id.to_owned(),
             name: name.to_owned(),
@@ -137,7 +181,7 @@ impl Registry {
         let Ok(endpoint) = info.address.parse::<Endpoint>() else {
             return;
         };
-        let Ok(channel) = endpoint.connect_lazy() else {
+        let Ok(channel) = self.links.connect(&endpoint, &info.id) else {
             return;
         };
         info.state = WorkerState::Ready as i32;
@@ -220,7 +264,7 @@ impl Registry {
     }
 
     /// Returns the channel to a worker that is not LOST.
-    pub fn channel(&self, id: &str) -> Option<Channel> {
+    pub fn channel(&self, id: &str) -> Option<TokenChannel> {
         let workers = self.lock();
         let worker = workers.get(id)?;
         (worker.info.state != WorkerState::Lost as i32).then(|| worker.channel.clone())

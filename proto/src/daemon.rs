@@ -5,12 +5,18 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
+use std::sync::Arc;
 use tokio::sync::watch;
-use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
+
+use tokio::net::TcpStream;
+use tokio_rustls::rustls::ServerConfig;
+use tokio_rustls::server::TlsStream;
+use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream, UnixListenerStream};
 use tonic::transport::Server;
 use tonic::transport::server::Router;
 
 use crate::endpoint::Endpoint;
+use crate::peer::{Gate, Guarded};
 
 /// Errors from loading a config file or binding a listener.
 #[derive(Debug, thiserror::Error)]
@@ -30,9 +36,9 @@ pub enum DaemonError {
         source: io::Error,
     },
     #[error(
-        "cannot listen on {0}: https needs TLS settings, which this build does not support yet"
+        "cannot listen on {0}: https needs a CA, a certificate and a key (tls_ca, tls_cert, tls_key)"
     )]
-    TlsUnsupported(Endpoint),
+    TlsRequired(Endpoint),
     #[error("failed to build the reflection service")]
     Reflection(#[source] tonic_reflection::server::Error),
     #[error("the gRPC server failed")]
@@ -42,7 +48,11 @@ pub enum DaemonError {
 /// Starts a router with the standard services every herd daemon serves:
 /// `grpc.health.v1.Health`, reporting each of `services` as serving, and
 /// server reflection of every herd proto, so grpcurl works unaided.
-pub async fn standard_router(services: &[&str]) -> Result<Router, DaemonError> {
+/// Both services stand behind `gate`, like every other service.
+pub async fn standard_router(
+    services: &[&str],
+    gate: &Arc<dyn Gate>,
+) -> Result<Router, DaemonError> {
     let (reporter, health) = tonic_health::server::health_reporter();
     for service in services {
         reporter
@@ -54,8 +64,8 @@ pub async fn standard_router(services: &[&str]) -> Result<Router, DaemonError> {
         .build_v1()
         .map_err(DaemonError::Reflection)?;
     Ok(Server::builder()
-        .add_service(health)
-        .add_service(reflection))
+        .add_service(Guarded::new(health, gate.clone()))
+        .add_service(Guarded::new(reflection, gate.clone())))
 }
 
 /// Serves `router` on `listener` until `stopped` turns true, then lets open
@@ -75,6 +85,11 @@ pub async fn serve(
                 .await
         }
         Listener::Tcp(incoming) => {
+            router
+                .serve_with_incoming_shutdown(incoming, shutdown)
+                .await
+        }
+        Listener::Tls(incoming) => {
             router
                 .serve_with_incoming_shutdown(incoming, shutdown)
                 .await
@@ -124,12 +139,26 @@ pub fn init_logging() {
 pub enum Listener {
     Unix(UnixListenerStream),
     Tcp(TcpListenerStream),
+    /// TCP connections that completed the TLS handshake.
+    Tls(ReceiverStream<io::Result<TlsStream<TcpStream>>>),
+}
+
+/// Who may open a daemon's unix socket: its mode, and the group that owns
+/// it (the daemon's own group when `None`).
+#[derive(Debug, Clone, Copy)]
+pub struct SocketAccess {
+    pub mode: u32,
+    pub group: Option<u32>,
 }
 
 /// Binds `endpoint`. For a unix socket it creates the parent folder, removes
-/// a stale socket file left by an earlier run, and sets `mode` on the new
-/// socket.
-pub async fn bind(endpoint: &Endpoint, mode: u32) -> Result<Listener, DaemonError> {
+/// a stale socket file left by an earlier run, and applies `access` to the
+/// new socket. An `https://` endpoint needs `tls`.
+pub async fn bind(
+    endpoint: &Endpoint,
+    access: SocketAccess,
+    tls: Option<&Arc<ServerConfig>>,
+) -> Result<Listener, DaemonError> {
     let listen_error = |source| DaemonError::Listen {
         endpoint: endpoint.clone(),
         source,
@@ -141,7 +170,7 @@ pub async fn bind(endpoint: &Endpoint, mode: u32) -> Result<Listener, DaemonErro
             }
             remove_stale_socket(path).map_err(listen_error)?;
             let listener = tokio::net::UnixListener::bind(path).map_err(listen_error)?;
-            set_mode(path, mode).map_err(listen_error)?;
+            restrict(path, access).map_err(listen_error)?;
             Ok(Listener::Unix(UnixListenerStream::new(listener)))
         }
         Endpoint::Http(authority) => {
@@ -150,8 +179,54 @@ pub async fn bind(endpoint: &Endpoint, mode: u32) -> Result<Listener, DaemonErro
                 .map_err(listen_error)?;
             Ok(Listener::Tcp(TcpListenerStream::new(listener)))
         }
-        Endpoint::Https(_) => Err(DaemonError::TlsUnsupported(endpoint.clone())),
+        Endpoint::Https(authority) => {
+            let config = tls.ok_or_else(|| DaemonError::TlsRequired(endpoint.clone()))?;
+            let listener = tokio::net::TcpListener::bind(authority)
+                .await
+                .map_err(listen_error)?;
+            let accepted = crate::tls::accept(listener, config.clone());
+            Ok(Listener::Tls(ReceiverStream::new(accepted)))
+        }
     }
+}
+
+/// The group that owns daemon sockets unless configured, which the
+/// packages create.
+pub const DEFAULT_SOCKET_GROUP: &str = "herd";
+
+/// Resolves a group given by name or number to its gid; `None` when no
+/// group has that name.
+pub fn group_id(group: &str) -> Result<Option<u32>, String> {
+    if let Ok(gid) = group.parse::<u32>() {
+        return Ok(Some(gid));
+    }
+    nix::unistd::Group::from_name(group)
+        .map(|found| found.map(|found| found.gid.as_raw()))
+        .map_err(|error| format!("failed to look up group {group:?}: {error}"))
+}
+
+/// Resolves the group a setting names, which must exist.
+pub fn named_group(setting: &str, name: &str) -> anyhow::Result<u32> {
+    group_id(name).map_err(anyhow::Error::msg)?.ok_or_else(|| {
+        anyhow::anyhow!("invalid {setting} {name:?}: no such group; create it or name another")
+    })
+}
+
+/// Resolves the socket group: one the operator named must exist; the
+/// default, `herd`, may be missing on a machine without the packages, and
+/// the socket then keeps the daemon's own group.
+pub fn socket_group(named: Option<String>) -> anyhow::Result<Option<u32>> {
+    if let Some(name) = named {
+        return named_group("--socket-group (socket_group)", &name).map(Some);
+    }
+    let found = group_id(DEFAULT_SOCKET_GROUP).map_err(anyhow::Error::msg)?;
+    if found.is_none() {
+        tracing::warn!(
+            group = DEFAULT_SOCKET_GROUP,
+            "group not found: the socket keeps the daemon's own group"
+        );
+    }
+    Ok(found)
 }
 
 /// Takes an exclusive flock on the folder `dir` and returns the open folder,
@@ -210,9 +285,12 @@ fn remove_stale_socket(path: &Path) -> io::Result<()> {
     std::fs::remove_file(path)
 }
 
-fn set_mode(path: &Path, mode: u32) -> io::Result<()> {
+fn restrict(path: &Path, access: SocketAccess) -> io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+    if let Some(gid) = access.group {
+        std::os::unix::fs::chown(path, None, Some(gid))?;
+    }
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(access.mode))
 }
 
 #[cfg(test)]
@@ -223,6 +301,15 @@ mod tests {
     #[serde(deny_unknown_fields)]
     struct Sample {
         name: Option<String>,
+    }
+
+    #[test]
+    fn groups_resolve_by_name_or_number() {
+        assert_eq!(group_id("root"), Ok(Some(0)));
+        assert_eq!(group_id("4242"), Ok(Some(4242)));
+        assert_eq!(group_id("no-such-group-herd"), Ok(None));
+        let error = named_group("--socket-group", "no-such-group-herd").unwrap_err();
+        assert!(error.to_string().contains("no-such-group-herd"), "{error}");
     }
 
     #[test]

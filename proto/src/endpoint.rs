@@ -5,8 +5,16 @@ use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
 
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
 use hyper_util::rt::TokioIo;
-use tokio::net::UnixStream;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpStream, UnixStream};
+use tokio_rustls::rustls::ClientConfig;
 use tonic::transport::{Channel, Uri};
 
 /// The address a daemon listens on or a client connects to.
@@ -30,12 +38,17 @@ pub enum EndpointError {
     Invalid(String),
     #[error("invalid endpoint {0:?}: the unix socket path must be absolute")]
     RelativeSocket(String),
+    #[error(
+        "invalid endpoint {0:?}: the host must be a name, an IPv4 address or an IPv6 \
+         address in brackets, as in https://[::1]:50051"
+    )]
+    InvalidHost(String),
     #[error("invalid endpoint {0:?}: missing port, as in http://127.0.0.1:50051")]
     MissingPort(String),
     #[error("invalid endpoint {0:?}: the port must be a number from 1 to 65535")]
     InvalidPort(String),
-    #[error("endpoint {0}: https needs TLS settings, which this build does not support yet")]
-    TlsUnsupported(Endpoint),
+    #[error("endpoint {0} uses mutual TLS: give a CA, a certificate and a key")]
+    TlsRequired(Endpoint),
     #[error("failed to connect to {endpoint}")]
     Connect {
         endpoint: Endpoint,
@@ -52,6 +65,9 @@ impl FromStr for Endpoint {
             if !path.starts_with('/') {
                 return Err(EndpointError::RelativeSocket(value.to_owned()));
             }
+            if path.contains('\0') {
+                return Err(EndpointError::Invalid(value.to_owned()));
+            }
             return Ok(Endpoint::Unix(PathBuf::from(path)));
         }
         let (scheme, authority) = value
@@ -65,6 +81,9 @@ impl FromStr for Endpoint {
             return Err(EndpointError::Invalid(value.to_owned()));
         }
         match port_of(authority) {
+            Port::Valid if !valid_host(authority) => {
+                return Err(EndpointError::InvalidHost(value.to_owned()));
+            }
             Port::Valid => {}
             Port::Missing => return Err(EndpointError::MissingPort(value.to_owned())),
             Port::Invalid => return Err(EndpointError::InvalidPort(value.to_owned())),
@@ -75,6 +94,21 @@ impl FromStr for Endpoint {
             _ => Err(EndpointError::Invalid(value.to_owned())),
         }
     }
+}
+
+/// Checks the host of `host:port`: a bracketed IPv6 address, or a DNS
+/// name or IPv4 address of ASCII letters, digits, '-', '.' and '_'.
+fn valid_host(authority: &str) -> bool {
+    let Some((host, _)) = authority.rsplit_once(':') else {
+        return false;
+    };
+    if let Some(inner) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        return inner.parse::<std::net::Ipv6Addr>().is_ok();
+    }
+    !host.is_empty()
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'))
 }
 
 enum Port {
@@ -111,21 +145,12 @@ impl fmt::Display for Endpoint {
 
 impl Endpoint {
     /// Opens a channel, connecting at once so that an unreachable endpoint
-    /// fails here.
-    pub async fn connect(&self) -> Result<Channel, EndpointError> {
-        let result = match self {
-            Endpoint::Unix(path) => {
-                let path = path.clone();
-                unix_placeholder()
-                    .connect_with_connector(tower::service_fn(move |_: Uri| {
-                        let path = path.clone();
-                        async move { UnixStream::connect(path).await.map(TokioIo::new) }
-                    }))
-                    .await
-            }
-            Endpoint::Http(_) => self.tonic_endpoint()?.connect().await,
-            Endpoint::Https(_) => return Err(EndpointError::TlsUnsupported(self.clone())),
-        };
+    /// fails here. `tls` is required for `https://` and ignored otherwise.
+    pub async fn connect(&self, tls: Option<&Arc<ClientConfig>>) -> Result<Channel, EndpointError> {
+        let result = self
+            .builder()?
+            .connect_with_connector(self.connector(tls)?)
+            .await;
         result.map_err(|source| EndpointError::Connect {
             endpoint: self.clone(),
             source,
@@ -134,33 +159,123 @@ impl Endpoint {
 
     /// Opens a channel that connects on first use and reconnects after a
     /// failure, for long-lived peers such as the manager's view of a worker.
-    pub fn connect_lazy(&self) -> Result<Channel, EndpointError> {
-        match self {
-            Endpoint::Unix(path) => {
-                let path = path.clone();
-                Ok(
-                    unix_placeholder().connect_with_connector_lazy(tower::service_fn(
-                        move |_: Uri| {
-                            let path = path.clone();
-                            async move { UnixStream::connect(path).await.map(TokioIo::new) }
-                        },
-                    )),
-                )
-            }
-            Endpoint::Http(_) => Ok(self.tonic_endpoint()?.connect_lazy()),
-            Endpoint::Https(_) => Err(EndpointError::TlsUnsupported(self.clone())),
-        }
+    pub fn connect_lazy(&self, tls: Option<&Arc<ClientConfig>>) -> Result<Channel, EndpointError> {
+        Ok(self
+            .builder()?
+            .connect_with_connector_lazy(self.connector(tls)?))
     }
 
-    fn tonic_endpoint(&self) -> Result<tonic::transport::Endpoint, EndpointError> {
-        tonic::transport::Endpoint::from_shared(self.to_string())
+    /// Returns the tonic endpoint. Its URI only names the HTTP/2 authority;
+    /// the connector decides where and how to connect.
+    fn builder(&self) -> Result<tonic::transport::Endpoint, EndpointError> {
+        let uri = match self {
+            Endpoint::Unix(_) => "http://localhost".to_owned(),
+            Endpoint::Http(authority) | Endpoint::Https(authority) => format!("http://{authority}"),
+        };
+        tonic::transport::Endpoint::from_shared(uri)
             .map_err(|_| EndpointError::Invalid(self.to_string()))
+    }
+
+    fn connector(&self, tls: Option<&Arc<ClientConfig>>) -> Result<Connector, EndpointError> {
+        let tls = match (self, tls) {
+            (Endpoint::Https(_), None) => return Err(EndpointError::TlsRequired(self.clone())),
+            (Endpoint::Https(_), Some(config)) => Some(config.clone()),
+            _ => None,
+        };
+        Ok(Connector {
+            endpoint: self.clone(),
+            tls,
+        })
     }
 }
 
-/// Returns the URI tonic needs for a channel whose connector ignores it.
-fn unix_placeholder() -> tonic::transport::Endpoint {
-    tonic::transport::Endpoint::from_static("http://[::1]:50051")
+/// Opens the byte stream under a channel: a unix socket, TCP, or TLS over
+/// TCP.
+#[derive(Debug, Clone)]
+struct Connector {
+    endpoint: Endpoint,
+    tls: Option<Arc<ClientConfig>>,
+}
+
+type Connecting = Pin<Box<dyn Future<Output = io::Result<TokioIo<Stream>>> + Send>>;
+
+/// The connected stream of any endpoint kind.
+enum Stream {
+    Unix(UnixStream),
+    Tcp(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl tower::Service<Uri> for Connector {
+    type Response = TokioIo<Stream>;
+    type Error = io::Error;
+    type Future = Connecting;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _uri: Uri) -> Connecting {
+        let endpoint = self.endpoint.clone();
+        let tls = self.tls.clone();
+        Box::pin(async move {
+            let stream = match (&endpoint, tls) {
+                (Endpoint::Unix(path), _) => Stream::Unix(UnixStream::connect(path).await?),
+                (Endpoint::Http(authority), _) => Stream::Tcp(TcpStream::connect(authority).await?),
+                (Endpoint::Https(authority), Some(config)) => {
+                    Stream::Tls(Box::new(crate::tls::connect(authority, config).await?))
+                }
+                (Endpoint::Https(_), None) => {
+                    return Err(io::Error::other("https needs TLS settings"));
+                }
+            };
+            Ok(TokioIo::new(stream))
+        })
+    }
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Unix(stream) => Pin::new(stream).poll_read(cx, buf),
+            Stream::Tcp(stream) => Pin::new(stream).poll_read(cx, buf),
+            Stream::Tls(stream) => Pin::new(stream.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Unix(stream) => Pin::new(stream).poll_write(cx, buf),
+            Stream::Tcp(stream) => Pin::new(stream).poll_write(cx, buf),
+            Stream::Tls(stream) => Pin::new(stream.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Unix(stream) => Pin::new(stream).poll_flush(cx),
+            Stream::Tcp(stream) => Pin::new(stream).poll_flush(cx),
+            Stream::Tls(stream) => Pin::new(stream.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Unix(stream) => Pin::new(stream).poll_shutdown(cx),
+            Stream::Tcp(stream) => Pin::new(stream).poll_shutdown(cx),
+            Stream::Tls(stream) => Pin::new(stream.as_mut()).poll_shutdown(cx),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -198,9 +313,18 @@ mod tests {
             "http://host:1/path",
             "ftp://host:21",
             "http://::1:80",
+            "http://a b:1",
+            "http://[:1",
+            "http://h]:1",
+            "http://\0:1",
+            "https://é:1",
+            "unix:///a\0b",
         ] {
             let error = bad.parse::<Endpoint>().unwrap_err();
-            assert!(error.to_string().contains(bad), "{bad:?}: {error}");
+            assert!(
+                error.to_string().contains(&format!("{bad:?}")),
+                "{bad:?}: {error}"
+            );
         }
     }
 

@@ -8,7 +8,13 @@
 pub mod daemon;
 pub mod endpoint;
 pub mod names;
+pub mod peer;
+pub mod tls;
 pub mod units;
+
+/// Largest message a herd service accepts: 4 MiB, room for a command at
+/// its size limits.
+pub const MAX_MESSAGE_BYTES: usize = 4 << 20;
 
 /// Generated code for package `herd.v1`.
 #[allow(missing_docs, missing_debug_implementations, clippy::all)]

@@ -55,6 +55,8 @@ fn strip(name: &'static str, prefix: &str) -> &'static str {
 #[error("invalid signal {0:?}: expected a name such as TERM, SIGKILL or HUP, or a number 1-64")]
 pub struct SignalError(pub String);
 
+/// Linux's standard signals by name, numbered as on x86, arm and most other
+/// architectures (signal(7)). Alpha, mips and sparc number some differently.
 const SIGNAL_NAMES: &[(&str, i32)] = &[
     ("HUP", 1),
     ("INT", 2),
@@ -71,11 +73,23 @@ const SIGNAL_NAMES: &[(&str, i32)] = &[
     ("PIPE", 13),
     ("ALRM", 14),
     ("TERM", 15),
+    ("STKFLT", 16),
     ("CHLD", 17),
     ("CONT", 18),
     ("STOP", 19),
     ("TSTP", 20),
+    ("TTIN", 21),
+    ("TTOU", 22),
+    ("URG", 23),
+    ("XCPU", 24),
+    ("XFSZ", 25),
+    ("VTALRM", 26),
+    ("PROF", 27),
     ("WINCH", 28),
+    ("IO", 29),
+    ("POLL", 29),
+    ("PWR", 30),
+    ("SYS", 31),
 ];
 
 /// Parses a signal given as a name (`TERM`, `SIGTERM`, any case) or a number.
@@ -116,6 +130,27 @@ mod tests {
         assert_eq!(parse_signal("0"), Err(SignalError("0".into())));
         assert_eq!(parse_signal("BOGUS"), Err(SignalError("BOGUS".into())));
     }
+
+    #[test]
+    fn every_standard_signal_has_its_name() {
+        let cases = [
+            ("STKFLT", 16),
+            ("TTIN", 21),
+            ("TTOU", 22),
+            ("URG", 23),
+            ("XCPU", 24),
+            ("XFSZ", 25),
+            ("VTALRM", 26),
+            ("PROF", 27),
+            ("SIGIO", 29),
+            ("poll", 29),
+            ("PWR", 30),
+            ("SYS", 31),
+        ];
+        for (name, number) in cases {
+            assert_eq!(parse_signal(name), Ok(number), "{name}");
+        }
+    }
 }
 
 /// Maximum length of a process or worker id.
@@ -140,6 +175,41 @@ mod id_tests {
         assert!(is_valid_id("job_2.retry-1"));
         for bad in ["", ".", "..", "-x", "a/b", "a b", "é", &"x".repeat(65)] {
             assert!(!is_valid_id(bad), "{bad:?}");
+        }
+    }
+}
+
+/// A `KEY=VALUE` argument without a key or without `=`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid {flag} {text:?}: expected KEY=VALUE, as in zone=a")]
+pub struct KeyValueError {
+    pub flag: String,
+    pub text: String,
+}
+
+/// Splits a `KEY=VALUE` argument of `flag` at its first `=`. The key must
+/// be non-empty and free of NUL; the value may be empty.
+pub fn parse_key_value<'a>(flag: &str, text: &'a str) -> Result<(&'a str, &'a str), KeyValueError> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.is_empty() && !key.contains('\0') => Ok((key, value)),
+        _ => Err(KeyValueError {
+            flag: flag.to_owned(),
+            text: text.to_owned(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod key_value_tests {
+    use super::*;
+
+    #[test]
+    fn splits_at_the_first_equals() {
+        assert_eq!(parse_key_value("--env", "A=b=c"), Ok(("A", "b=c")));
+        assert_eq!(parse_key_value("--env", "A="), Ok(("A", "")));
+        for bad in ["", "A", "=b", "a\0b=x"] {
+            let error = parse_key_value("--label", bad).unwrap_err();
+            assert!(error.to_string().contains("--label"), "{error}");
         }
     }
 }

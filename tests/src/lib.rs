@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod pki;
+
 static CLUSTERS: AtomicUsize = AtomicUsize::new(0);
 
 /// Reports whether the tests can run: they need root for namespaces and
@@ -78,8 +80,28 @@ impl Cluster {
 
     /// Like [`Cluster::start`], with extra environment for the workers.
     pub fn start_with_env(ids: &[&str], lease: Duration, env: &[(&str, &str)]) -> Cluster {
+        let mut cluster = Cluster::new(lease, env);
+        cluster.start_manager();
+        for id in ids {
+            cluster.start_worker(id);
+        }
+        for id in ids {
+            cluster.wait_worker_state(id, "READY", Duration::from_secs(10));
+        }
+        cluster
+    }
+
+    /// Starts only a manager, with `extra` flags after the usual ones.
+    pub fn start_manager_only(lease: Duration, extra: &[&str]) -> Cluster {
+        let mut cluster = Cluster::new(lease, &[]);
+        cluster.start_manager_with(extra);
+        cluster
+    }
+
+    /// Returns a cluster with nothing started yet.
+    fn new(lease: Duration, env: &[(&str, &str)]) -> Cluster {
         let number = CLUSTERS.fetch_add(1, Ordering::SeqCst);
-        let mut cluster = Cluster {
+        Cluster {
             dir: tempfile::tempdir().expect("temporary folder"),
             lease,
             tag: format!("herd-test-{}-{number}", std::process::id()),
@@ -89,15 +111,7 @@ impl Cluster {
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                 .collect(),
-        };
-        cluster.start_manager();
-        for id in ids {
-            cluster.start_worker(id);
         }
-        for id in ids {
-            cluster.wait_worker_state(id, "READY", Duration::from_secs(10));
-        }
-        cluster
     }
 
     fn log_file(&self, name: &str) -> Stdio {
@@ -112,6 +126,11 @@ impl Cluster {
     /// Returns the manager's endpoint.
     pub fn addr(&self) -> String {
         format!("unix://{}", self.dir.path().join("manager.sock").display())
+    }
+
+    /// Returns the join token file the manager creates in its state folder.
+    pub fn join_token(&self) -> PathBuf {
+        self.dir.path().join("state").join("join-token")
     }
 
     fn start_manager(&mut self) {
@@ -162,13 +181,23 @@ impl Cluster {
     /// Starts (or restarts) worker `id` with `extra` flags.
     pub fn start_worker_with(&mut self, id: &str, extra: &[&str]) {
         let socket = self.dir.path().join(format!("{id}.sock"));
-        let child = Command::new(binary("herd-workerd"))
-            .args(["--manager", &self.addr(), "--id", id])
-            .arg("--listen")
-            .arg(format!("unix://{}", socket.display()))
+        let mut command = Command::new(binary("herd-workerd"));
+        // Flags in `extra` replace the usual manager and listen endpoints.
+        if !extra.contains(&"--manager") {
+            command.args(["--manager", &self.addr()]);
+        }
+        if !extra.contains(&"--listen") {
+            command
+                .arg("--listen")
+                .arg(format!("unix://{}", socket.display()));
+        }
+        let child = command
+            .args(["--id", id])
             .args(["--cgroup-parent", &self.cgroup_parent(id)])
             .arg("--state-dir")
             .arg(self.dir.path().join("worker-state"))
+            .arg("--join-token-file")
+            .arg(self.join_token())
             .args(extra)
             .envs(self.extra_worker_env.iter().cloned())
             .stdout(Stdio::null())
@@ -232,6 +261,18 @@ impl Cluster {
     pub fn herd(&self, args: &[&str]) -> Output {
         Command::new(binary("herd"))
             .env("HERD_ADDR", self.addr())
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run herd")
+    }
+
+    /// Runs the CLI with `env` added, such as another HERD_ADDR and the
+    /// TLS files.
+    pub fn herd_env(&self, env: &[(&str, &str)], args: &[&str]) -> Output {
+        Command::new(binary("herd"))
+            .env("HERD_ADDR", self.addr())
+            .envs(env.iter().copied())
             .args(args)
             .stdin(Stdio::null())
             .output()

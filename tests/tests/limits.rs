@@ -163,7 +163,7 @@ fn bad_limits_are_rejected_before_start() {
     let cases: &[(&[&str], &str)] = &[
         (&["--memory", "1k"], "limits.memory_bytes"),
         (&["--memory=-5m"], "invalid --memory"),
-        (&["--cpus", "0"], "limits.cpus"),
+        (&["--cpus", "0"], "invalid --cpus"),
         (&["--pids", "0"], "limits.pids"),
         (&["--timeout", "0s"], "limits.timeout_ms"),
         (&["--timeout=-1s"], "invalid --timeout"),

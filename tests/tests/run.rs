@@ -144,7 +144,7 @@ fn bad_requests_are_rejected() {
             &["run", "--memory", "12q", "--", "true"],
             "invalid --memory",
         ),
-        (&["run", "--cpus", "-1", "--", "true"], "limits.cpus"),
+        (&["run", "--cpus", "-1", "--", "true"], "invalid --cpus"),
         (&["run", "--id", "../etc", "--", "true"], "invalid id"),
         (&["kill", "--signal", "BOGUS", "x"], "invalid signal"),
         (&["status", "no-such-process"], "not found"),

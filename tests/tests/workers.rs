@@ -112,6 +112,8 @@ fn second_worker_with_same_id_is_rejected() {
         .args(["--cgroup-parent", &cluster.cgroup_parent("impostor")])
         .arg("--state-dir")
         .arg(cluster.dir.path().join("impostor-state"))
+        .arg("--join-token-file")
+        .arg(cluster.join_token())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();

@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use herd_proto::endpoint::Endpoint;
+use herd_proto::tls::TlsFiles;
 use herd_proto::units::parse_duration;
 use serde::Deserialize;
 
@@ -18,6 +19,9 @@ const DEFAULT_CGROUP_PARENT: &str = "herd";
 /// The unprivileged user present on every Debian and Fedora system.
 const DEFAULT_USER: &str = "nobody";
 const DEFAULT_STATE_DIR: &str = "/var/lib/herd/workerd";
+/// Where the manager keeps its join token on a host of both.
+const DEFAULT_JOIN_TOKEN: &str = "/var/lib/herd/join-token";
+const DEFAULT_MANAGER_NAME: &str = "herd-managerd";
 
 /// herd-workerd: runs commands from the manager, each in its own sandbox.
 #[derive(Debug, Parser)]
@@ -67,6 +71,30 @@ pub struct Flags {
     /// repeatable [default: core=0:0 and nofile=1024]
     #[arg(long = "rlimit", value_name = "NAME=SOFT[:HARD]")]
     pub rlimits: Vec<String>,
+    /// CA certificate that signs the manager's certificate and this worker's
+    #[arg(long, value_name = "FILE", requires_all = ["tls_cert", "tls_key"])]
+    pub tls_ca: Option<PathBuf>,
+    /// This worker's certificate, named after its id, for https:// endpoints
+    #[arg(long, value_name = "FILE", requires_all = ["tls_ca", "tls_key"])]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert
+    #[arg(long, value_name = "FILE", requires_all = ["tls_ca", "tls_cert"])]
+    pub tls_key: Option<PathBuf>,
+    /// File of the manager's join token, needed unless both --manager and
+    /// --listen are https:// [default: /var/lib/herd/join-token]
+    #[arg(long, value_name = "FILE")]
+    pub join_token_file: Option<PathBuf>,
+    /// Common name of the manager's certificate [default: herd-managerd]
+    #[arg(long, value_name = "NAME")]
+    pub manager_name: Option<String>,
+    /// Group that owns the worker's unix socket, by name or number
+    /// [default: herd]
+    #[arg(long, value_name = "GROUP")]
+    pub socket_group: Option<String>,
+    /// Allow http:// endpoints, where the join token travels in clear; only
+    /// for tests and trusted loopback
+    #[arg(long)]
+    pub allow_plaintext: bool,
 }
 
 /// The config file's settings; each has a flag of the same name.
@@ -87,6 +115,14 @@ pub struct File {
     pub spool_limit: Option<String>,
     #[serde(default)]
     pub allow_root: bool,
+    pub tls_ca: Option<PathBuf>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub join_token_file: Option<PathBuf>,
+    pub manager_name: Option<String>,
+    pub socket_group: Option<String>,
+    #[serde(default)]
+    pub allow_plaintext: bool,
 }
 
 /// The resolved settings.
@@ -103,6 +139,11 @@ pub struct Config {
     pub state_dir: PathBuf,
     pub spool_limit: u64,
     pub allow_root: bool,
+    pub tls: Option<TlsFiles>,
+    pub join_token_file: PathBuf,
+    pub manager_name: String,
+    /// Group of the unix socket; `None` keeps the worker's own group.
+    pub socket_group: Option<u32>,
 }
 
 impl Config {
@@ -114,10 +155,16 @@ impl Config {
             .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG));
         let file: File = herd_proto::daemon::load_config(&path, named)?;
 
+        let tls = TlsFiles::from_settings(
+            TlsFiles::SETTINGS,
+            flags.tls_ca.or(file.tls_ca),
+            flags.tls_cert.or(file.tls_cert),
+            flags.tls_key.or(file.tls_key),
+        )?;
         let manager = flags
             .manager
             .or(file.manager)
-            .unwrap_or_else(manager_from_env);
+            .unwrap_or_else(|| manager_from_env(tls.is_some()));
         let listen = flags
             .listen
             .or(file.listen)
@@ -170,15 +217,32 @@ impl Config {
             anyhow::bail!("invalid --spool-limit (spool_limit) {spool_limit}: use at least 1m");
         }
         let allow_root = flags.allow_root || file.allow_root;
+        let manager: Endpoint = manager.parse().context("invalid --manager")?;
+        let listen: Endpoint = listen.parse().context("invalid --listen")?;
+        let allow_plaintext = flags.allow_plaintext || file.allow_plaintext;
+        check_transport("--manager", &manager, tls.is_some(), allow_plaintext)?;
+        check_transport("--listen", &listen, tls.is_some(), allow_plaintext)?;
         Ok(Config {
+            tls,
+            join_token_file: flags
+                .join_token_file
+                .or(file.join_token_file)
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_JOIN_TOKEN)),
+            manager_name: flags
+                .manager_name
+                .or(file.manager_name)
+                .unwrap_or_else(|| DEFAULT_MANAGER_NAME.to_owned()),
+            socket_group: herd_proto::daemon::socket_group(
+                flags.socket_group.or(file.socket_group),
+            )?,
             allow_root,
             state_dir,
             spool_limit,
             id,
             default_user,
             rlimits,
-            manager: manager.parse().context("invalid --manager")?,
-            listen: listen.parse().context("invalid --listen")?,
+            manager,
+            listen,
             labels,
             cgroup_parent: flags
                 .cgroup_parent
@@ -189,9 +253,36 @@ impl Config {
     }
 }
 
+/// Checks that an https endpoint has TLS files and that plaintext TCP was
+/// allowed.
+fn check_transport(
+    flag: &str,
+    endpoint: &Endpoint,
+    tls: bool,
+    allow_plaintext: bool,
+) -> anyhow::Result<()> {
+    match endpoint {
+        Endpoint::Https(_) if !tls => anyhow::bail!(
+            "{flag} {endpoint} needs TLS files: set --tls-ca, --tls-cert and --tls-key \
+             (tls_ca, tls_cert, tls_key)"
+        ),
+        Endpoint::Http(_) if !allow_plaintext => anyhow::bail!(
+            "{flag} {endpoint} is plaintext TCP, where the join token travels in clear: use \
+             https:// with --tls-ca, --tls-cert and --tls-key, or set allow_plaintext = true \
+             (--allow-plaintext) for tests on a trusted loopback"
+        ),
+        Endpoint::Http(_) => {
+            tracing::warn!(%endpoint, "plaintext TCP allowed: the join token travels in clear");
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Builds the manager endpoint from MANAGER_HOST and MANAGER_PORT when
-/// either is set (defaults localhost and 50051).
-fn manager_from_env() -> String {
+/// either is set (defaults localhost and 50051), over https when the
+/// worker has TLS files.
+fn manager_from_env(tls: bool) -> String {
     let host = std::env::var("MANAGER_HOST").ok();
     let port = std::env::var("MANAGER_PORT").ok();
     if host.is_none() && port.is_none() {
@@ -199,13 +290,12 @@ fn manager_from_env() -> String {
     }
     let host = host.unwrap_or_else(|| "localhost".to_owned());
     let port = port.unwrap_or_else(|| "50051".to_owned());
-    format!("http://{host}:{port}")
+    let scheme = if tls { "https" } else { "http" };
+    format!("{scheme}://{host}:{port}")
 }
 
 /// Parses `KEY=VALUE`.
 pub fn parse_label(text: &str) -> anyhow::Result<(String, String)> {
-    match text.split_once('=') {
-        Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
-        _ => anyhow::bail!("invalid label {text:?}: expected KEY=VALUE, as in zone=a"),
-    }
+    let (key, value) = herd_proto::names::parse_key_value("--label", text)?;
+    Ok((key.to_owned(), value.to_owned()))
 }

@@ -5,21 +5,29 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use herd_proto::daemon::{self, Listener, bind};
+use herd_proto::MAX_MESSAGE_BYTES;
+use herd_proto::daemon::{self, Listener, SocketAccess, bind};
+use herd_proto::peer::{Gate, Guarded};
 use herd_proto::v1::worker_process_service_server::WorkerProcessServiceServer;
 use tokio::sync::watch;
 use tonic::server::NamedService;
 
+use crate::access::{TokenSource, WorkerGate};
 use crate::cgroup::{self, CommandCgroup, Layout};
 use crate::config::Config;
 use crate::journal::Journals;
-use crate::registration::{self, Identity};
+use crate::registration::{self, Identity, ManagerLink};
 use crate::runner::{Runner, Settings};
 use crate::service::WorkerService;
 
 /// Name of the leaf cgroup the worker moves itself into on cgroup v2 when
 /// its own cgroup must delegate controllers to the commands' cgroups.
 const SUPERVISOR_LEAF: &str = "supervisor";
+
+/// Access mode of the worker's unix socket: the manager, which may run as
+/// another user in the socket's group, must reach it; the gate then admits
+/// only calls with the join token.
+const SOCKET_MODE: u32 = 0o660;
 
 /// How long the server may take to close its streams at shutdown.
 const SERVER_DRAIN: Duration = Duration::from_secs(3);
@@ -53,7 +61,23 @@ async fn run_locked(config: &Config, layout: &Layout) -> anyhow::Result<()> {
         .with_context(|| format!("failed to prepare the spool folder {}", spool.display()))?;
     let journals = Arc::new(journals);
 
-    let listener = bind(&config.listen, 0o600).await?;
+    let token = Arc::new(TokenSource::new(config.join_token_file.clone()));
+    let (server_tls, client_tls) = match &config.tls {
+        Some(files) => (
+            Some(files.server_config()?),
+            Some(files.client_config_for(Some(&config.manager_name))?),
+        ),
+        None => (None, None),
+    };
+    let socket = SocketAccess {
+        mode: SOCKET_MODE,
+        group: config.socket_group,
+    };
+    let listener = bind(&config.listen, socket, server_tls.as_ref()).await?;
+    let gate: Arc<dyn Gate> = Arc::new(WorkerGate {
+        token: token.clone(),
+        manager_name: config.manager_name.clone(),
+    });
     let (stop, stopped) = watch::channel(false);
     let service = WorkerService {
         worker_id: config.id.clone(),
@@ -67,15 +91,20 @@ async fn run_locked(config: &Config, layout: &Layout) -> anyhow::Result<()> {
         address: config.listen.to_string(),
         labels: config.labels.clone(),
     };
+    let link = ManagerLink {
+        endpoint: config.manager.clone(),
+        tls: client_tls,
+        token,
+    };
     let registration = tokio::spawn(registration::run(
-        config.manager.clone(),
+        link,
         identity,
         config.heartbeat_interval,
         journals,
     ));
     tracing::info!(worker_id = %config.id, listen = %config.listen, "worker started");
 
-    let server = tokio::spawn(serve(listener, service, stopped));
+    let server = tokio::spawn(serve(listener, service, gate, stopped));
     daemon::shutdown_signal().await;
 
     // The server and the heartbeats keep running while commands end, so
@@ -162,12 +191,15 @@ fn clean_leftovers(layout: &Layout) {
 async fn serve(
     listener: Listener,
     service: WorkerService,
+    gate: Arc<dyn Gate>,
     stopped: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let names = [<WorkerProcessServiceServer<WorkerService> as NamedService>::NAME];
-    let router = daemon::standard_router(&names)
+    let service =
+        WorkerProcessServiceServer::new(service).max_decoding_message_size(MAX_MESSAGE_BYTES);
+    let router = daemon::standard_router(&names, &gate)
         .await?
-        .add_service(WorkerProcessServiceServer::new(service));
+        .add_service(Guarded::new(service, gate));
     daemon::serve(router, listener, stopped).await?;
     Ok(())
 }

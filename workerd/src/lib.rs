@@ -6,6 +6,7 @@
 //! [`sandbox::INIT_SUBCOMMAND`] to [`sandbox::init::main`] first thing,
 //! because the sandbox re-executes `/proc/self/exe` as its init.
 
+pub mod access;
 pub mod cgroup;
 pub mod config;
 pub mod daemon;

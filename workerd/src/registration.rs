@@ -6,11 +6,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use herd_proto::endpoint::Endpoint;
+use herd_proto::peer::{AttachToken, TokenChannel};
 use herd_proto::v1::worker_registration_service_client::WorkerRegistrationServiceClient;
 use herd_proto::v1::{HeartbeatRequest, RegisterWorkerRequest};
+use tokio_rustls::rustls::ClientConfig;
 use tonic::Code;
-use tonic::transport::Channel;
 
+use crate::access::TokenSource;
 use crate::host;
 use crate::journal::Journals;
 
@@ -29,11 +31,38 @@ pub struct Identity {
     pub labels: HashMap<String, String>,
 }
 
+/// How the worker reaches the manager: TLS settings for `https://`, and
+/// the join token for the other transports.
+#[derive(Debug, Clone)]
+pub struct ManagerLink {
+    pub endpoint: Endpoint,
+    pub tls: Option<Arc<ClientConfig>>,
+    pub token: Arc<TokenSource>,
+}
+
+impl ManagerLink {
+    /// Connects, with the join token on every call unless TLS proves the
+    /// worker.
+    async fn connect(&self) -> anyhow::Result<Client> {
+        let channel = self.endpoint.connect(self.tls.as_ref()).await?;
+        let token = match self.endpoint {
+            Endpoint::Https(_) => None,
+            _ => Some(self.token.get()?),
+        };
+        Ok(WorkerRegistrationServiceClient::with_interceptor(
+            channel,
+            AttachToken::new(token.as_ref()),
+        ))
+    }
+}
+
+type Client = WorkerRegistrationServiceClient<TokenChannel>;
+
 /// Registers, heartbeats, and registers again whenever the manager no
 /// longer has the worker or cannot be reached. Runs until the task is
 /// dropped.
 pub async fn run(
-    manager: Endpoint,
+    manager: ManagerLink,
     identity: Identity,
     heartbeat_override: Option<Duration>,
     journals: Arc<Journals>,
@@ -47,22 +76,22 @@ pub async fn run(
 
 /// Registers, retrying with exponential backoff and jitter until it works.
 async fn register(
-    manager: &Endpoint,
+    manager: &ManagerLink,
     identity: &Identity,
     journals: &Journals,
-) -> (WorkerRegistrationServiceClient<Channel>, Duration) {
+) -> (Client, Duration) {
     let mut delay = FIRST_RETRY;
     let mut attempt = 1u32;
     loop {
         match try_register(manager, identity, journals).await {
             Ok(registered) => {
-                tracing::info!(worker_id = %identity.id, %manager, "registered with manager");
+                tracing::info!(worker_id = %identity.id, manager = %manager.endpoint, "registered with manager");
                 return registered;
             }
             Err(error) => {
                 tracing::warn!(
                     worker_id = %identity.id,
-                    %manager,
+                    manager = %manager.endpoint,
                     attempt,
                     retry_in_ms = delay.as_millis() as u64,
                     error = format!("{error:#}"),
@@ -77,12 +106,11 @@ async fn register(
 }
 
 async fn try_register(
-    manager: &Endpoint,
+    manager: &ManagerLink,
     identity: &Identity,
     journals: &Journals,
-) -> anyhow::Result<(WorkerRegistrationServiceClient<Channel>, Duration)> {
-    let channel = manager.connect().await?;
-    let mut client = WorkerRegistrationServiceClient::new(channel);
+) -> anyhow::Result<(Client, Duration)> {
+    let mut client = manager.connect().await?;
     let request = RegisterWorkerRequest {
         id: identity.id.clone(),
         name: identity.name.clone(),
@@ -99,7 +127,7 @@ async fn try_register(
 /// Sends heartbeats until the manager no longer has the worker or stops
 /// responding.
 async fn heartbeat(
-    mut client: WorkerRegistrationServiceClient<Channel>,
+    mut client: Client,
     identity: &Identity,
     interval: Duration,
     journals: &Journals,

@@ -32,9 +32,17 @@ pub enum RlimitError {
     )]
     UnknownName(String),
     #[error(
-        "invalid rlimit value {0:?}: expected SOFT or SOFT:HARD, each a number or \"unlimited\", with SOFT at most HARD"
+        "invalid value {value:?} for rlimit {name:?}: expected SOFT or SOFT:HARD, each a number or \"unlimited\", with SOFT at most HARD"
     )]
-    InvalidValue(String),
+    InvalidValue { name: String, value: String },
+    #[error(
+        "invalid value {value:?} for rlimit {name:?}: the soft limit is above the worker's hard limit {hard}; give SOFT:HARD or a lower SOFT"
+    )]
+    AboveHardLimit {
+        name: String,
+        value: String,
+        hard: u64,
+    },
 }
 
 fn resource_of(name: &str) -> Result<libc::__rlimit_resource_t, RlimitError> {
@@ -45,12 +53,15 @@ fn resource_of(name: &str) -> Result<libc::__rlimit_resource_t, RlimitError> {
         .ok_or_else(|| RlimitError::UnknownName(name.to_owned()))
 }
 
-fn parse_value(text: &str, whole: &str) -> Result<u64, RlimitError> {
+/// Parses one limit: decimal digits only, because `str::parse` would also
+/// take a leading `+`, or `unlimited` or `infinity`.
+fn parse_limit(text: &str) -> Option<u64> {
     match text {
-        "unlimited" | "infinity" => Ok(libc::RLIM_INFINITY),
-        number => number
-            .parse()
-            .map_err(|_| RlimitError::InvalidValue(whole.to_owned())),
+        "unlimited" | "infinity" => Some(libc::RLIM_INFINITY),
+        digits if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) => {
+            digits.parse().ok()
+        }
+        _ => None,
     }
 }
 
@@ -70,12 +81,30 @@ fn current_hard(resource: libc::__rlimit_resource_t) -> u64 {
 /// hard limit.
 pub fn parse(name: &str, value: &str) -> Result<Rlimit, RlimitError> {
     let resource = resource_of(name)?;
+    let invalid = || RlimitError::InvalidValue {
+        name: name.to_owned(),
+        value: value.to_owned(),
+    };
     let (soft, hard) = match value.split_once(':') {
-        Some((soft, hard)) => (parse_value(soft, value)?, parse_value(hard, value)?),
-        None => (parse_value(value, value)?, current_hard(resource)),
+        Some((soft, hard)) => (
+            parse_limit(soft).ok_or_else(invalid)?,
+            parse_limit(hard).ok_or_else(invalid)?,
+        ),
+        None => {
+            let soft = parse_limit(value).ok_or_else(invalid)?;
+            let hard = current_hard(resource);
+            if soft > hard {
+                return Err(RlimitError::AboveHardLimit {
+                    name: name.to_owned(),
+                    value: value.to_owned(),
+                    hard,
+                });
+            }
+            (soft, hard)
+        }
     };
     if soft > hard {
-        return Err(RlimitError::InvalidValue(value.to_owned()));
+        return Err(invalid());
     }
     Ok(Rlimit {
         resource,
@@ -134,17 +163,43 @@ mod tests {
             parse("files", "1"),
             Err(RlimitError::UnknownName("files".into()))
         );
-        assert_eq!(
-            parse("nofile", "x"),
-            Err(RlimitError::InvalidValue("x".into()))
-        );
-        assert_eq!(
-            parse("nofile", "10:5"),
-            Err(RlimitError::InvalidValue("10:5".into()))
-        );
+        for bad in ["x", "10:5", "", ":", "1:", "+5", "5:+6", "-1", "1k"] {
+            assert_eq!(
+                parse("nofile", bad),
+                Err(RlimitError::InvalidValue {
+                    name: "nofile".into(),
+                    value: bad.into()
+                })
+            );
+        }
         assert_eq!(
             parse("core", "unlimited:unlimited").unwrap().soft,
             libc::RLIM_INFINITY
+        );
+    }
+
+    #[test]
+    fn errors_name_the_rlimit() {
+        let value = "\0x";
+        let error = parse("as", value).unwrap_err().to_string();
+        assert!(error.contains("\"as\""), "{error}");
+        assert!(error.contains(&format!("{value:?}")), "{error}");
+    }
+
+    #[test]
+    fn soft_above_the_workers_hard_limit_is_rejected() {
+        let hard = current_hard(libc::RLIMIT_NOFILE);
+        if hard == libc::RLIM_INFINITY {
+            return;
+        }
+        let value = (hard + 1).to_string();
+        assert_eq!(
+            parse("nofile", &value),
+            Err(RlimitError::AboveHardLimit {
+                name: "nofile".into(),
+                value,
+                hard
+            })
         );
     }
 }

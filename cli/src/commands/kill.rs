@@ -1,5 +1,6 @@
 //! `herd kill`: terminate a process.
 
+use crate::output::outln;
 use anyhow::Context;
 use herd_proto::names::parse_signal;
 use herd_proto::units::parse_duration;
@@ -45,6 +46,6 @@ pub async fn run(mut client: Connected, args: Args) -> anyhow::Result<u8> {
         .terminate_process(request)
         .await
         .map_err(status_error)?;
-    println!("{}", args.id);
+    outln!("{}", args.id);
     Ok(0)
 }

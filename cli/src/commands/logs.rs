@@ -6,7 +6,7 @@ use herd_proto::v1::StreamOutputRequest;
 use tonic::Code;
 
 use super::{Connected, status_error};
-use crate::client;
+use crate::client::{self, Target};
 use crate::output::{report_dropped, write_chunk};
 
 /// How long `--follow` keeps trying to reach a manager that went away, as
@@ -26,9 +26,9 @@ pub struct Args {
     id: String,
 }
 
-pub async fn run(client: Connected, addr: &str, args: Args) -> anyhow::Result<u8> {
+pub async fn run(client: Connected, target: &Target, args: Args) -> anyhow::Result<u8> {
     let mut offset = 0;
-    print_output(Some(client), addr, &args.id, args.follow, &mut offset).await?;
+    print_output(Some(client), target, &args.id, args.follow, &mut offset).await?;
     Ok(0)
 }
 
@@ -37,7 +37,7 @@ pub async fn run(client: Connected, addr: &str, args: Args) -> anyhow::Result<u8
 /// reconnects when the manager goes away, for up to a minute.
 pub async fn print_output(
     mut client: Option<Connected>,
-    addr: &str,
+    target: &Target,
     id: &str,
     follow: bool,
     offset: &mut u64,
@@ -46,7 +46,7 @@ pub async fn print_output(
     loop {
         let connected = match client.take() {
             Some(connected) => Ok(connected),
-            None => client::connect(addr).await,
+            None => client::connect(target).await,
         };
         let result = match connected {
             Ok(mut connected) => print_from(&mut connected, id, follow, offset).await,

@@ -11,7 +11,9 @@ mod workers;
 use clap::{Parser, Subcommand};
 use herd_proto::v1::ProcessStatus;
 
-use crate::client::{self, Client, DEFAULT_ADDR};
+use std::path::PathBuf;
+
+use crate::client::{self, Client, DEFAULT_ADDR, Target};
 
 /// Exit code when herd itself failed, as docker uses 125.
 pub const HERD_FAILED: u8 = 125;
@@ -23,6 +25,15 @@ pub struct Cli {
     /// Manager endpoint: unix:///path, http://host:port or https://host:port
     #[arg(long, env = "HERD_ADDR", default_value = DEFAULT_ADDR, global = true)]
     addr: String,
+    /// CA certificate that signed the manager's certificate, for https://
+    #[arg(long, env = "HERD_CACERT", value_name = "FILE", global = true)]
+    ca_cert: Option<PathBuf>,
+    /// Your client certificate, for https://
+    #[arg(long, env = "HERD_CLIENT_CERT", value_name = "FILE", global = true)]
+    client_cert: Option<PathBuf>,
+    /// The private key of --client-cert
+    #[arg(long, env = "HERD_CLIENT_KEY", value_name = "FILE", global = true)]
+    client_key: Option<PathBuf>,
     #[command(subcommand)]
     command: Verb,
 }
@@ -39,23 +50,22 @@ enum Verb {
 }
 
 impl Cli {
-    /// Reports whether the verb streams a remote command's output, and so
-    /// must handle a closed stdout itself.
-    pub fn streams_to_remote(&self) -> bool {
-        matches!(self.command, Verb::Run(_))
-    }
-
     /// Runs the chosen verb and returns the process's exit code.
     pub async fn run(self) -> anyhow::Result<u8> {
-        let client = client::connect(&self.addr).await?;
+        let target = Target::new(self.addr, self.ca_cert, self.client_cert, self.client_key)?;
+        let connect = || client::connect(&target);
         match self.command {
-            Verb::Run(args) => run::run(client, &self.addr, *args).await,
-            Verb::Ps(args) => ps::run(client, args).await,
-            Verb::Status(args) => status::run(client, args).await,
-            Verb::Logs(args) => logs::run(client, &self.addr, args).await,
-            Verb::Wait(args) => wait::run(client, args).await,
-            Verb::Kill(args) => kill::run(client, args).await,
-            Verb::Workers(args) => workers::run(client, args).await,
+            Verb::Run(args) => {
+                // Bad flags fail before herd connects.
+                let prepared = run::prepare(&args)?;
+                run::run(connect().await?, &target, prepared).await
+            }
+            Verb::Ps(args) => ps::run(connect().await?, args).await,
+            Verb::Status(args) => status::run(connect().await?, args).await,
+            Verb::Logs(args) => logs::run(connect().await?, &target, args).await,
+            Verb::Wait(args) => wait::run(connect().await?, args).await,
+            Verb::Kill(args) => kill::run(connect().await?, args).await,
+            Verb::Workers(args) => workers::run(connect().await?, args).await,
         }
     }
 }
@@ -79,7 +89,27 @@ pub fn status_error(status: tonic::Status) -> anyhow::Error {
             status.code()
         );
     }
-    anyhow::anyhow!("{}", status.message())
+    let causes = causes_of(&status);
+    if causes.is_empty() {
+        anyhow::anyhow!("{}", status.message())
+    } else {
+        anyhow::anyhow!("{}: {causes}", status.message())
+    }
+}
+
+/// Returns the causes under a status that wraps a transport error, such as
+/// the TLS alert that ended the connection, joined with `: `.
+pub fn causes_of(status: &tonic::Status) -> String {
+    let mut causes: Vec<String> = Vec::new();
+    let mut source = std::error::Error::source(status);
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !causes.iter().any(|known| known.contains(&text)) {
+            causes.push(text);
+        }
+        source = cause.source();
+    }
+    causes.join(": ")
 }
 
 /// Prints the error of a process that did not complete, for `run` and

@@ -1,5 +1,6 @@
 //! `herd ps`: list processes.
 
+use crate::output::outln;
 use herd_proto::v1::ListProcessesRequest;
 
 use super::{Connected, status_error};
@@ -28,11 +29,11 @@ pub async fn run(mut client: Connected, args: Args) -> anyhow::Result<u8> {
         .processes;
     if args.quiet {
         for status in &processes {
-            println!("{}", status.id);
+            outln!("{}", status.id);
         }
     } else if args.output == Format::Json {
         let list: Vec<_> = processes.iter().map(process_json).collect();
-        println!("{}", serde_json::to_string_pretty(&list)?);
+        outln!("{}", serde_json::to_string_pretty(&list)?);
     } else {
         print_process_table(&processes);
     }

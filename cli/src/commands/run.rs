@@ -1,5 +1,6 @@
 //! `herd run`: start a command and stream its output.
 
+use crate::output::outln;
 use std::collections::HashMap;
 
 use anyhow::Context;
@@ -12,6 +13,7 @@ use herd_proto::v1::{
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use super::{Connected, exit_code_of, report_failure, status_error};
+use crate::client::Target;
 use crate::output::{report_dropped, write_chunk};
 
 /// Start a command on a worker and stream its output
@@ -30,22 +32,22 @@ pub struct Args {
     #[arg(short, long)]
     workdir: Option<String>,
     /// Memory limit, such as 64m or 1Gi (k, m, g are powers of 1024)
-    #[arg(short, long)]
+    #[arg(short, long, allow_hyphen_values = true)]
     memory: Option<String>,
     /// CPU quota in cores, such as 0.5 or 2
     #[arg(long, allow_negative_numbers = true)]
     cpus: Option<f64>,
     /// Maximum number of processes and threads
-    #[arg(long, alias = "pids")]
+    #[arg(long, alias = "pids", allow_negative_numbers = true)]
     pids_limit: Option<u64>,
     /// Read bandwidth per disk, in bytes per second, such as 10m
-    #[arg(long, value_name = "SIZE")]
+    #[arg(long, value_name = "SIZE", allow_hyphen_values = true)]
     io_read_bps: Option<String>,
     /// Write bandwidth per disk, in bytes per second, such as 10m
-    #[arg(long, value_name = "SIZE")]
+    #[arg(long, value_name = "SIZE", allow_hyphen_values = true)]
     io_write_bps: Option<String>,
     /// Wall-clock limit, such as 30s or 5m
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     timeout: Option<String>,
     /// none: a private network with loopback only; host: the host's network
     #[arg(long, value_parser = ["none", "host"], default_value = "none")]
@@ -69,12 +71,8 @@ pub struct Args {
 fn key_values(flag: &str, items: &[String]) -> anyhow::Result<HashMap<String, String>> {
     let mut map = HashMap::new();
     for item in items {
-        match item.split_once('=') {
-            Some((key, value)) if !key.is_empty() => {
-                map.insert(key.to_owned(), value.to_owned());
-            }
-            _ => anyhow::bail!("invalid {flag} {item:?}: expected KEY=VALUE"),
-        }
+        let (key, value) = herd_proto::names::parse_key_value(flag, item)?;
+        map.insert(key.to_owned(), value.to_owned());
     }
     Ok(map)
 }
@@ -85,10 +83,24 @@ fn parse_optional_size(flag: &str, text: Option<&str>) -> anyhow::Result<Option<
         .with_context(|| format!("invalid {flag}"))
 }
 
-fn build_request(args: Args) -> anyhow::Result<(ExecuteDistributedCommandRequest, bool)> {
+/// A checked `herd run` request, built before herd connects so bad flags
+/// fail without a manager.
+#[derive(Debug)]
+pub struct Prepared {
+    request: ExecuteDistributedCommandRequest,
+    detach: bool,
+}
+
+/// Checks the flags and builds the request.
+pub fn prepare(args: &Args) -> anyhow::Result<Prepared> {
     let memory_bytes = parse_optional_size("--memory", args.memory.as_deref())?;
     let io_read_bps = parse_optional_size("--io-read-bps", args.io_read_bps.as_deref())?;
     let io_write_bps = parse_optional_size("--io-write-bps", args.io_write_bps.as_deref())?;
+    if let Some(cpus) = args.cpus
+        && !(cpus.is_finite() && cpus > 0.0)
+    {
+        anyhow::bail!("invalid --cpus {cpus}: use a positive number of cores, such as 0.5");
+    }
     let timeout_ms = args
         .timeout
         .as_deref()
@@ -103,12 +115,12 @@ fn build_request(args: Args) -> anyhow::Result<(ExecuteDistributedCommandRequest
         _ => NetworkMode::None,
     };
     let request = ExecuteDistributedCommandRequest {
-        id: args.id.unwrap_or_default(),
+        id: args.id.clone().unwrap_or_default(),
         command: Some(Command {
-            args: args.command,
+            args: args.command.clone(),
             env: key_values("--env", &args.env)?,
-            workdir: args.workdir.unwrap_or_default(),
-            user: args.user.unwrap_or_default(),
+            workdir: args.workdir.clone().unwrap_or_default(),
+            user: args.user.clone().unwrap_or_default(),
             network: network as i32,
         }),
         limits: Some(Limits {
@@ -119,15 +131,18 @@ fn build_request(args: Args) -> anyhow::Result<(ExecuteDistributedCommandRequest
             io_read_bps,
             io_write_bps,
         }),
-        worker_id: args.worker.unwrap_or_default(),
+        worker_id: args.worker.clone().unwrap_or_default(),
         labels: key_values("--label", &args.labels)?,
         queue_timeout_ms: 0,
     };
-    Ok((request, args.detach))
+    Ok(Prepared {
+        request,
+        detach: args.detach,
+    })
 }
 
-pub async fn run(mut client: Connected, addr: &str, args: Args) -> anyhow::Result<u8> {
-    let (request, detach) = build_request(args)?;
+pub async fn run(mut client: Connected, target: &Target, prepared: Prepared) -> anyhow::Result<u8> {
+    let Prepared { request, detach } = prepared;
     let mut events = client
         .execute_distributed_command(request)
         .await
@@ -155,7 +170,7 @@ pub async fn run(mut client: Connected, addr: &str, args: Args) -> anyhow::Resul
                     "herd: lost the manager ({}); reconnecting",
                     status.message()
                 );
-                return resume(addr, &process_id, expected).await;
+                return resume(target, &process_id, expected).await;
             }
             Err(status) => return Err(status_error(status)),
         };
@@ -163,7 +178,7 @@ pub async fn run(mut client: Connected, addr: &str, args: Args) -> anyhow::Resul
             Some(process_event::Event::Accepted(status)) => {
                 process_id = status.id;
                 if detach {
-                    println!("{process_id}");
+                    outln!("{process_id}");
                     return Ok(0);
                 }
             }
@@ -201,9 +216,9 @@ fn is_transient(status: &tonic::Status) -> bool {
 
 /// Prints the rest of the output from `offset` through a new connection,
 /// then waits for the process to end and returns its exit code.
-async fn resume(addr: &str, process_id: &str, mut offset: u64) -> anyhow::Result<u8> {
-    super::logs::print_output(None, addr, process_id, true, &mut offset).await?;
-    let mut client = crate::client::connect(addr).await?;
+async fn resume(target: &Target, process_id: &str, mut offset: u64) -> anyhow::Result<u8> {
+    super::logs::print_output(None, target, process_id, true, &mut offset).await?;
+    let mut client = crate::client::connect(target).await?;
     super::wait::wait_for(&mut client, process_id).await
 }
 

@@ -1,5 +1,6 @@
 //! `herd status`: show one process.
 
+use crate::output::outln;
 use herd_proto::v1::GetProcessStatusRequest;
 
 use super::{Connected, status_error};
@@ -20,7 +21,7 @@ pub async fn run(mut client: Connected, args: Args) -> anyhow::Result<u8> {
         .map_err(status_error)?
         .into_inner();
     match args.output {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&process_json(&status))?),
+        Format::Json => outln!("{}", serde_json::to_string_pretty(&process_json(&status))?),
         Format::Table => print_process_detail(&status),
     }
     Ok(0)

@@ -1,5 +1,6 @@
 //! `herd workers`: list workers.
 
+use crate::output::outln;
 use herd_proto::v1::ListWorkersRequest;
 
 use super::{Connected, status_error};
@@ -22,7 +23,7 @@ pub async fn run(mut client: Connected, args: Args) -> anyhow::Result<u8> {
     match args.output {
         Format::Json => {
             let list: Vec<_> = workers.iter().map(worker_json).collect();
-            println!("{}", serde_json::to_string_pretty(&list)?);
+            outln!("{}", serde_json::to_string_pretty(&list)?);
         }
         Format::Table => print_worker_table(&workers),
     }

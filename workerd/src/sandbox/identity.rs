@@ -47,11 +47,13 @@ pub fn resolve(user: &str) -> Result<Identity, IdentityError> {
     Ok(identity_of(&entry))
 }
 
-/// Parses a uid or gid. 4294967295 is (uid_t)-1, which setresuid reads as
-/// "leave unchanged", so it would keep the init's root.
+/// Parses a uid or gid of decimal digits only, because `str::parse` would
+/// also take a leading `+`. 4294967295 is (uid_t)-1, which setresuid reads
+/// as "leave unchanged", so it would keep the init's root.
 fn parse_id(text: &str, user: &str) -> Result<u32, IdentityError> {
+    let digits_only = !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit());
     match text.parse::<u32>() {
-        Ok(id) if id != u32::MAX => Ok(id),
+        Ok(id) if digits_only && id != u32::MAX => Ok(id),
         _ => Err(IdentityError::Invalid(user.to_owned())),
     }
 }
@@ -100,6 +102,9 @@ mod tests {
             Err(IdentityError::UnknownUser("no-such-user-herd".into()))
         );
         assert_eq!(resolve("1:x"), Err(IdentityError::Invalid("1:x".into())));
+        for signed in ["0:+1", "+1:0", "+1:+1", "1:-0"] {
+            assert_eq!(resolve(signed), Err(IdentityError::Invalid(signed.into())));
+        }
         for unchanged in ["4294967295", "1:4294967295", "4294967296"] {
             assert_eq!(
                 resolve(unchanged),
