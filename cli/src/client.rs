@@ -82,7 +82,7 @@ async fn check_handshake(endpoint: &Endpoint, channel: Channel) -> anyhow::Resul
             let causes = crate::commands::causes_of(&status);
             anyhow::bail!(
                 "the manager at {endpoint} rejected the TLS connection ({causes}): use a \
-                 client certificate signed by the manager's CA that has not expired"
+                 client certificate signed by the manager's CA and valid now"
             )
         }
         Err(status) => Err(crate::commands::status_error(status)),
@@ -106,7 +106,7 @@ fn hint_for(endpoint: &Endpoint, error: &(dyn std::error::Error + 'static)) -> S
     if matches!(endpoint, Endpoint::Https(_)) && !unreachable {
         return format!(
             "the TLS connection to {endpoint} failed: check that herd-managerd runs there and \
-             that --ca-cert, --client-cert and --client-key come from its CA and are current"
+             that --ca-cert, --client-cert and --client-key come from its CA and are valid now"
         );
     }
     "is herd-managerd running? Start it, or point --addr or HERD_ADDR at it".to_owned()

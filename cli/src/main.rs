@@ -1,24 +1,17 @@
 //! herd: the command-line client.
 
-mod client;
-mod commands;
-mod output;
-
 use std::process::ExitCode;
 
 use clap::Parser;
+use herd_cli::{Cli, HERD_FAILED};
 
 fn main() -> ExitCode {
-    let cli = match commands::Cli::try_parse() {
+    let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(error) => {
             // Usage errors exit 125 like every other failure of herd itself,
             // so scripts can tell them from the command's own exit codes.
-            let code = if error.use_stderr() {
-                commands::HERD_FAILED
-            } else {
-                0
-            };
+            let code = if error.use_stderr() { HERD_FAILED } else { 0 };
             let _ = error.print();
             return ExitCode::from(code);
         }
@@ -30,7 +23,7 @@ fn main() -> ExitCode {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("herd: failed to start the async runtime: {error}");
-            return ExitCode::from(commands::HERD_FAILED);
+            return ExitCode::from(HERD_FAILED);
         }
     };
     match runtime.block_on(cli.run()) {
@@ -44,7 +37,7 @@ fn main() -> ExitCode {
                 return ExitCode::from(141);
             }
             eprintln!("herd: {error:#}");
-            ExitCode::from(commands::HERD_FAILED)
+            ExitCode::from(HERD_FAILED)
         }
     }
 }

@@ -92,6 +92,17 @@ impl Certs {
     }
 
     fn check_names(&self) -> anyhow::Result<()> {
+        for host in &self.hosts {
+            let name = host
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.'));
+            if host.is_empty() || !(name || host.parse::<std::net::IpAddr>().is_ok()) {
+                anyhow::bail!(
+                    "invalid --host {host:?}: give a DNS name (letters, digits, '-', '.') or an \
+                     IP address"
+                );
+            }
+        }
         for name in self.workers.iter().chain(&self.clients) {
             if !herd_proto::names::is_valid_id(name) {
                 anyhow::bail!(
@@ -247,6 +258,21 @@ mod tests {
     }
 
     #[test]
+    fn certificates_of_another_ca_fail_at_setup() {
+        let one = tempfile::tempdir().unwrap();
+        let other = tempfile::tempdir().unwrap();
+        certs(one.path()).run().unwrap();
+        certs(other.path()).run().unwrap();
+        let mixed = TlsFiles {
+            ca: one.path().join("ca.pem"),
+            cert: other.path().join("manager.pem"),
+            key: other.path().join("manager-key.pem"),
+        };
+        let error = mixed.server_config().unwrap_err().to_string();
+        assert!(error.contains("was not issued by the CA"), "{error}");
+    }
+
+    #[test]
     fn reuses_ca_keeps_existing_files() {
         let dir = tempfile::tempdir().unwrap();
         certs(dir.path()).run().unwrap();
@@ -267,6 +293,10 @@ mod tests {
         let mut bad = certs(dir.path());
         bad.clients = vec!["uid:0".into()];
         assert!(bad.run().unwrap_err().to_string().contains("uid:0"));
+        bad.clients = vec!["alice".into()];
+        bad.hosts = vec!["bad host!".into()];
+        assert!(bad.run().unwrap_err().to_string().contains("bad host!"));
+        bad.hosts.clear();
         bad.clients = vec![MANAGER_NAME.into()];
         assert!(bad.run().unwrap_err().to_string().contains(MANAGER_NAME));
         assert!(!dir.path().join("ca.pem").exists(), "nothing is written");

@@ -195,12 +195,16 @@ impl Config {
                 .join_token_file
                 .or(file.join_token_file)
                 .unwrap_or_else(|| state_dir.join("join-token")),
-            socket_group: socket_group(flags.socket_group.or(file.socket_group))?,
+            socket_group: if listen.iter().any(|e| matches!(e, Endpoint::Unix(_))) {
+                socket_group(flags.socket_group.or(file.socket_group))?
+            } else {
+                None
+            },
             admin_group: match file.admin_group {
                 Some(name) => Some(named_group("admin_group", &name)?),
                 None => None,
             },
-            local_role: file.local_role.unwrap_or(Role::Operator),
+            local_role: local_role(file.local_role)?,
             viewers_see_all: file.viewers_see_all.unwrap_or(false),
             roles: file.roles,
         };
@@ -221,6 +225,19 @@ impl Config {
             output_budget,
             state_dir,
         })
+    }
+}
+
+/// Checks `local_role`: the worker role is for certificates, because a
+/// local worker proves itself with the join token.
+fn local_role(role: Option<Role>) -> anyhow::Result<Role> {
+    match role {
+        Some(Role::Worker) => anyhow::bail!(
+            "invalid local_role \"worker\": local users may be admin, operator or viewer; \
+             workers on this host use the join token"
+        ),
+        Some(role) => Ok(role),
+        None => Ok(Role::Operator),
     }
 }
 

@@ -8,6 +8,7 @@ use std::time::Duration;
 use herd_proto::MAX_MESSAGE_BYTES;
 use herd_proto::daemon::{self, Listener, SocketAccess, bind};
 use herd_proto::peer::{AttachToken, Gate, Guarded, JoinToken};
+use herd_proto::systemd;
 use herd_proto::v1::process_management_service_server::ProcessManagementServiceServer;
 use herd_proto::v1::worker_registration_service_server::WorkerRegistrationServiceServer;
 use tokio::sync::watch;
@@ -50,7 +51,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let (_lock, store) = open_store(&config)?;
     let token = JoinToken::load_or_create(&access.join_token_file).with_context(|| {
         format!(
-            "failed to read or create the join token {}",
+            "failed to read or create the join token {}; delete the file to have a new one made",
             access.join_token_file.display()
         )
     })?;
@@ -93,8 +94,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             stopped.clone(),
         )));
     }
+    // The watchdog keeps pinging through shutdown, which ends with the
+    // process.
+    let _watchdog = systemd::spawn_watchdog();
+    systemd::ready(&format!("serving on {}", join(&config.listen)));
     daemon::shutdown_signal().await;
     tracing::info!("shutting down");
+    systemd::stopping();
     // Workers cannot heartbeat while the servers drain, which must not
     // count against their leases.
     leases.abort();
@@ -111,6 +117,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         daemon::remove_socket(endpoint);
     }
     Ok(())
+}
+
+fn join(endpoints: &[herd_proto::endpoint::Endpoint]) -> String {
+    let names: Vec<String> = endpoints.iter().map(ToString::to_string).collect();
+    names.join(", ")
 }
 
 /// Opens the state database in the state folder, creating both if needed,

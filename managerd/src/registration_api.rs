@@ -39,7 +39,9 @@ impl WorkerRegistrationService for RegistrationApi {
         &self,
         request: Request<RegisterWorkerRequest>,
     ) -> Result<Response<RegisterWorkerResponse>, Status> {
-        caller_of(&request)?.may_be_worker(&request.get_ref().id)?;
+        let caller = caller_of(&request)?;
+        caller.may_be_worker(&request.get_ref().id)?;
+        caller.may_register_at(&request.get_ref().address)?;
         let request = request.into_inner();
         let registered = self.manager.registry.register(
             &request.id,

@@ -62,7 +62,7 @@ pub struct Constraints {
 }
 
 /// How the manager reaches workers: its TLS files for `https://` workers,
-/// and the join token, which every call carries.
+/// and the join token for the others.
 #[derive(Debug, Default, Clone)]
 pub struct Links {
     pub tls: Option<TlsFiles>,
@@ -93,7 +93,13 @@ impl Links {
                 source,
             }
         })?;
-        Ok(InterceptedService::new(channel, self.token.clone()))
+        // Over TLS the certificates prove both sides, and the token, which
+        // lets its holder act as any worker, stays home.
+        let token = match endpoint {
+            Endpoint::Https(_) => AttachToken::default(),
+            _ => self.token.clone(),
+        };
+        Ok(InterceptedService::new(channel, token))
     }
 }
 

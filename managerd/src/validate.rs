@@ -35,6 +35,12 @@ pub const MIN_IO_BPS: u64 = 4096;
 pub const MIN_CPUS: f64 = 0.01;
 /// Largest CPU quota accepted, in cores.
 pub const MAX_CPUS: f64 = 1024.0;
+/// Most labels a request may select workers by.
+pub const MAX_LABELS: usize = 64;
+/// Longest label key or value, in bytes.
+pub const MAX_LABEL_BYTES: usize = 256;
+/// Longest time a request may wait for a worker: one day.
+pub const MAX_QUEUE_TIMEOUT_MS: u64 = 24 * 3600 * 1000;
 /// Characters of a client's value that an error message repeats, so that a
 /// huge value cannot make a huge message.
 const SHOWN_CHARS: usize = 64;
@@ -86,6 +92,15 @@ pub fn execute_request(request: &ExecuteDistributedCommandRequest) -> Result<(),
             format!("{} {}", shown(&request.worker_id), id_rule()),
         ));
     }
+    if request.queue_timeout_ms > MAX_QUEUE_TIMEOUT_MS {
+        return Err(invalid(
+            "queue_timeout_ms",
+            format!(
+                "{} is over the maximum of {MAX_QUEUE_TIMEOUT_MS} (one day)",
+                request.queue_timeout_ms
+            ),
+        ));
+    }
     labels(&request.labels)
 }
 
@@ -104,6 +119,15 @@ fn id_rule() -> String {
 }
 
 fn command(command: &Command) -> Result<(), InvalidField> {
+    if herd_proto::v1::NetworkMode::try_from(command.network).is_err() {
+        return Err(invalid(
+            "command.network",
+            format!(
+                "{} is not a network mode; use none or host",
+                command.network
+            ),
+        ));
+    }
     args(&command.args)?;
     for (name, value) in &command.env {
         env_var(name, value)?;
@@ -229,7 +253,22 @@ fn user(user: &str) -> Result<(), InvalidField> {
 }
 
 fn labels(labels: &HashMap<String, String>) -> Result<(), InvalidField> {
-    for key in labels.keys() {
+    if labels.len() > MAX_LABELS {
+        return Err(invalid(
+            "labels",
+            format!("{} labels; the maximum is {MAX_LABELS}", labels.len()),
+        ));
+    }
+    for (key, value) in labels {
+        if key.len() > MAX_LABEL_BYTES || value.len() > MAX_LABEL_BYTES {
+            return Err(invalid(
+                "labels",
+                format!(
+                    "label {} is over {MAX_LABEL_BYTES} bytes in its key or value",
+                    shown(key)
+                ),
+            ));
+        }
         if key.is_empty() || key.contains(['=', '\0']) {
             return Err(invalid(
                 "labels",
@@ -440,6 +479,37 @@ mod tests {
                 "labels",
             ),
             ("missing command", changed(|r| r.command = None), "command"),
+            (
+                "too many labels",
+                changed(|r| {
+                    r.labels = (0..=MAX_LABELS)
+                        .map(|i| (format!("k{i}"), String::new()))
+                        .collect();
+                }),
+                "labels",
+            ),
+            (
+                "long label value",
+                changed(|r| {
+                    r.labels
+                        .insert("zone".into(), "x".repeat(MAX_LABEL_BYTES + 1));
+                }),
+                "labels",
+            ),
+            (
+                "queue timeout over a day",
+                changed(|r| r.queue_timeout_ms = u64::MAX),
+                "queue_timeout_ms",
+            ),
+            (
+                "unknown network mode",
+                changed(|r| {
+                    if let Some(command) = r.command.as_mut() {
+                        command.network = 99;
+                    }
+                }),
+                "command.network",
+            ),
         ];
         for (case, request, field) in cases {
             let error = execute_request(&request).unwrap_err();

@@ -116,22 +116,58 @@ pub fn load_config<T: DeserializeOwned + Default>(
             });
         }
     };
-    toml::from_str(&text).map_err(|error| DaemonError::ParseConfig {
-        path: path.to_owned(),
-        message: error.message().to_owned(),
+    toml::from_str(&text).map_err(|error| {
+        let line = error
+            .span()
+            .map(|span| text[..span.start].matches('\n').count() + 1);
+        let message = match line {
+            Some(line) => format!("line {line}: {}", error.message()),
+            None => error.message().to_owned(),
+        };
+        DaemonError::ParseConfig {
+            path: path.to_owned(),
+            message,
+        }
     })
 }
 
-/// Sets up `tracing` to write text to stderr, filtered by `RUST_LOG`
-/// (default `info`).
+/// Sets up `tracing`, filtered by `RUST_LOG` (default `info`): to the
+/// journal, with each event's fields (such as `PROCESS_ID` and `WORKER_ID`)
+/// as journal fields, when stderr is connected to journald; as text on
+/// stderr otherwise.
 pub fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let filter = || {
+        tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
+    };
+    if stderr_is_journal()
+        && let Ok(journal) = tracing_journald::layer()
+    {
+        tracing_subscriber::registry()
+            .with(filter())
+            .with(journal)
+            .init();
+        return;
+    }
     tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_env_filter(filter())
         .with_writer(io::stderr)
         .with_ansi(io::IsTerminal::is_terminal(&io::stderr()))
         .init();
+}
+
+/// Reports whether stderr is the journal stream systemd gave this process:
+/// `JOURNAL_STREAM` names its device and inode (see systemd.exec(5)).
+fn stderr_is_journal() -> bool {
+    let Ok(stream) = std::env::var("JOURNAL_STREAM") else {
+        return false;
+    };
+    let Ok(stat) = nix::sys::stat::fstat(io::stderr()) else {
+        return false;
+    };
+    stream == format!("{}:{}", stat.st_dev, stat.st_ino)
 }
 
 /// A bound listener, ready to hand to tonic.
@@ -333,6 +369,7 @@ mod tests {
         let error = load_config::<Sample>(&path, true).unwrap_err().to_string();
         assert!(error.contains("bad.toml"), "{error}");
         assert!(error.contains("nmae"), "{error}");
+        assert!(error.contains("line 1"), "{error}");
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -9,6 +9,7 @@ pub mod daemon;
 pub mod endpoint;
 pub mod names;
 pub mod peer;
+pub mod systemd;
 pub mod tls;
 pub mod units;
 

@@ -87,8 +87,7 @@ impl JoinToken {
         if token.len() < 16 || !token.bytes().all(|b| b.is_ascii_graphic()) {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
-                "a join token is at least 16 printable ASCII characters; \
-                 delete the file and restart herd-managerd to make a new one",
+                "a join token is at least 16 printable ASCII characters",
             ));
         }
         Ok(JoinToken(token.to_owned()))

@@ -58,7 +58,9 @@ pub enum TlsError {
     NoCertificate { path: PathBuf },
     #[error("{path} holds no PEM private key")]
     NoKey { path: PathBuf },
-    #[error("invalid TLS certificate {cert} or key {key}")]
+    #[error(
+        "invalid TLS certificate {cert} or key {key}; check that the key belongs to the certificate"
+    )]
     Setup {
         cert: PathBuf,
         key: PathBuf,
@@ -73,6 +75,18 @@ pub enum TlsError {
     },
     #[error("invalid CA certificate in {path}: {message}")]
     Verifier { path: PathBuf, message: String },
+    #[error("certificate {path} is not valid now: it is valid from {from} to {to}")]
+    NotValidNow {
+        path: PathBuf,
+        from: String,
+        to: String,
+    },
+    #[error("certificate {path} was not issued by the CA in {ca} (its issuer is {issuer})")]
+    OtherIssuer {
+        path: PathBuf,
+        ca: PathBuf,
+        issuer: String,
+    },
     #[error("the peer presented no certificate")]
     NoPeerCertificate,
     #[error("the peer's certificate cannot be parsed")]
@@ -174,11 +188,42 @@ impl TlsFiles {
 
     fn identity(&self) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
         let chain = read_certificates(&self.cert)?;
+        self.check_own(&chain[0])?;
         let pem = read(&self.key)?;
         let key = PrivateKeyDer::from_pem_slice(&pem).map_err(|_| TlsError::NoKey {
             path: self.key.clone(),
         })?;
         Ok((chain, key))
+    }
+
+    /// Checks this side's certificate before any peer sees it: valid now,
+    /// and issued by the CA, so a setup that no peer could accept fails at
+    /// start.
+    fn check_own(&self, cert: &CertificateDer<'_>) -> Result<(), TlsError> {
+        let bad = || TlsError::NoCertificate {
+            path: self.cert.clone(),
+        };
+        let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).map_err(|_| bad())?;
+        let validity = parsed.validity();
+        if !validity.is_valid() {
+            return Err(TlsError::NotValidNow {
+                path: self.cert.clone(),
+                from: validity.not_before.to_string(),
+                to: validity.not_after.to_string(),
+            });
+        }
+        let issued_by_ca = read_certificates(&self.ca)?.iter().any(|ca| {
+            x509_parser::parse_x509_certificate(ca.as_ref())
+                .is_ok_and(|(_, ca)| parsed.verify_signature(Some(ca.public_key())).is_ok())
+        });
+        if !issued_by_ca {
+            return Err(TlsError::OtherIssuer {
+                path: self.cert.clone(),
+                ca: self.ca.clone(),
+                issuer: parsed.issuer().to_string(),
+            });
+        }
+        Ok(())
     }
 
     fn setup_error(&self, source: rustls::Error) -> TlsError {

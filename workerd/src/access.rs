@@ -65,6 +65,10 @@ impl Gate for WorkerGate {
         {
             return Ok(());
         }
+        let peer = Peer::of(extensions)?;
+        if matches!(&peer, Peer::Certificate { name } if *name == self.manager_name) {
+            return Ok(());
+        }
         if headers.contains_key(TOKEN_HEADER) {
             let token = self.token.get().map_err(|error| {
                 tracing::error!(error = %error, "cannot check a call's join token");
@@ -75,10 +79,6 @@ impl Gate for WorkerGate {
             }
             tracing::warn!(path, "call rejected: wrong join token");
             return Err(Status::unauthenticated("the join token is wrong"));
-        }
-        let peer = Peer::of(extensions)?;
-        if matches!(&peer, Peer::Certificate { name } if *name == self.manager_name) {
-            return Ok(());
         }
         tracing::warn!(%peer, path, "call rejected: not the manager");
         Err(Status::permission_denied(format!(

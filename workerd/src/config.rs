@@ -30,8 +30,9 @@ pub struct Flags {
     /// TOML config file [default: /etc/herd/workerd.toml, if present]
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// Manager endpoint [default: http://$MANAGER_HOST:$MANAGER_PORT when
-    /// either is set, else unix:///run/herd/managerd.sock]
+    /// Manager endpoint [default: $MANAGER_HOST:$MANAGER_PORT when either
+    /// is set, over https with TLS files and http without; else
+    /// unix:///run/herd/managerd.sock]
     #[arg(long)]
     pub manager: Option<String>,
     /// Endpoint of this worker's API, which the manager calls

@@ -8,6 +8,7 @@ use anyhow::Context;
 use herd_proto::MAX_MESSAGE_BYTES;
 use herd_proto::daemon::{self, Listener, SocketAccess, bind};
 use herd_proto::peer::{Gate, Guarded};
+use herd_proto::systemd;
 use herd_proto::v1::worker_process_service_server::WorkerProcessServiceServer;
 use tokio::sync::watch;
 use tonic::server::NamedService;
@@ -105,7 +106,15 @@ async fn run_locked(config: &Config, layout: &Layout) -> anyhow::Result<()> {
     tracing::info!(worker_id = %config.id, listen = %config.listen, "worker started");
 
     let server = tokio::spawn(serve(listener, service, gate, stopped));
+    // Ready once the API serves; registration goes on retrying meanwhile.
+    // The watchdog keeps pinging while commands end at shutdown.
+    let _watchdog = systemd::spawn_watchdog();
+    systemd::ready(&format!(
+        "serving on {}; registering with {}",
+        config.listen, config.manager
+    ));
     daemon::shutdown_signal().await;
+    systemd::stopping();
 
     // The server and the heartbeats keep running while commands end, so
     // their final events reach the manager and it does not think the

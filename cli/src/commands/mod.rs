@@ -90,6 +90,12 @@ pub fn status_error(status: tonic::Status) -> anyhow::Error {
         );
     }
     let causes = causes_of(&status);
+    if causes.contains("h2 protocol error") {
+        return anyhow::anyhow!(
+            "{}: {causes}; if the manager serves https://, use https:// in --addr",
+            status.message()
+        );
+    }
     if causes.is_empty() {
         anyhow::anyhow!("{}", status.message())
     } else {

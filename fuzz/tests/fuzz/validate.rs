@@ -8,8 +8,9 @@ use std::collections::HashMap;
 
 use herd_fuzz::strings::{near, run_of_one_char, text};
 use herd_managerd::validate::{
-    self, MAX_ARG_BYTES, MAX_BYTES, MAX_COMMAND_BYTES, MAX_CPUS, MAX_PIDS, MAX_TIMEOUT_MS,
-    MAX_USER_LENGTH, MAX_WORKDIR_BYTES, MIN_CPUS, MIN_IO_BPS, MIN_MEMORY_BYTES, MIN_PIDS,
+    self, MAX_ARG_BYTES, MAX_BYTES, MAX_COMMAND_BYTES, MAX_CPUS, MAX_LABEL_BYTES, MAX_LABELS,
+    MAX_PIDS, MAX_QUEUE_TIMEOUT_MS, MAX_TIMEOUT_MS, MAX_USER_LENGTH, MAX_WORKDIR_BYTES, MIN_CPUS,
+    MIN_IO_BPS, MIN_MEMORY_BYTES, MIN_PIDS,
 };
 use herd_proto::names::is_valid_id;
 use herd_proto::v1::{Command, ExecuteDistributedCommandRequest, Limits};
@@ -154,20 +155,30 @@ fn limits() -> impl Strategy<Value = Limits> {
 }
 
 fn command() -> impl Strategy<Value = Command> {
-    (args(), env(), workdir(), user(), any::<i32>()).prop_map(
-        |(args, env, workdir, user, network)| Command {
+    let network = mostly(0..=1i32, any::<i32>());
+    (args(), env(), workdir(), user(), network).prop_map(|(args, env, workdir, user, network)| {
+        Command {
             args,
             env,
             workdir,
             user,
             network,
-        },
-    )
+        }
+    })
 }
 
 fn labels() -> impl Strategy<Value = HashMap<String, String>> {
     let valid = hash_map("[a-z]{1,5}", "[a-z0-9]{0,5}", 0..3);
-    let invalid = hash_map(prop_oneof!["[a-z=]{0,3}", text()], text(), 1..3);
+    let long = "x".repeat(MAX_LABEL_BYTES + 1);
+    let invalid = prop_oneof![
+        hash_map(prop_oneof!["[a-z=]{0,3}", text()], text(), 1..3),
+        hash_map("[a-z]{1,5}", Just(long), 1..2),
+        hash_map(
+            "[a-z]{1,8}",
+            Just(String::new()),
+            MAX_LABELS + 1..MAX_LABELS + 3
+        ),
+    ];
     mostly(valid, invalid)
 }
 
@@ -178,7 +189,7 @@ fn request() -> impl Strategy<Value = ExecuteDistributedCommandRequest> {
         option::of(limits()),
         id(),
         labels(),
-        any::<u64>(),
+        mostly(0..=MAX_QUEUE_TIMEOUT_MS, any::<u64>()),
     )
         .prop_map(
             |(id, command, limits, worker_id, labels, queue_timeout_ms)| {
@@ -211,14 +222,26 @@ fn violations(request: &ExecuteDistributedCommandRequest) -> Vec<String> {
     if !request.worker_id.is_empty() && !is_valid_id(&request.worker_id) {
         fields.push("worker_id".to_owned());
     }
-    let bad_label = |key: &String| key.is_empty() || key.contains('=') || key.contains('\0');
-    if request.labels.keys().any(bad_label) {
+    let bad_label = |(key, value): (&String, &String)| {
+        key.is_empty()
+            || key.contains('=')
+            || key.contains('\0')
+            || key.len() > MAX_LABEL_BYTES
+            || value.len() > MAX_LABEL_BYTES
+    };
+    if request.labels.len() > MAX_LABELS || request.labels.iter().any(bad_label) {
         fields.push("labels".to_owned());
+    }
+    if request.queue_timeout_ms > MAX_QUEUE_TIMEOUT_MS {
+        fields.push("queue_timeout_ms".to_owned());
     }
     fields
 }
 
 fn command_violations(command: &Command, fields: &mut Vec<String>) {
+    if !(0..=1).contains(&command.network) {
+        fields.push("command.network".to_owned());
+    }
     if command.args.is_empty() {
         fields.push("command.args".to_owned());
     }

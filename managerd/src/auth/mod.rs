@@ -113,6 +113,12 @@ impl ManagerGate {
         }
         match peer {
             Peer::Local { uid, gid } => Ok(self.local(*uid, *gid)),
+            Peer::Certificate { name } if name == crate::certs::MANAGER_NAME => {
+                Err(Status::permission_denied(format!(
+                    "{name:?} is the manager's certificate, not a client's: use a client \
+                     certificate (herd-managerd certs --client NAME)"
+                )))
+            }
             Peer::Certificate { name } => match self.policy.roles.get(name) {
                 Some(role) => Ok(Caller {
                     certificate: Some(name.clone()),
@@ -219,6 +225,19 @@ impl Caller {
             ))),
             _ => Ok(()),
         }
+    }
+
+    /// Checks the address a worker registers: one proven by a certificate
+    /// must serve over https, because the manager sends the join token to
+    /// every other kind of address.
+    pub fn may_register_at(&self, address: &str) -> Result<(), Status> {
+        if self.certificate.is_some() && !address.starts_with("https://") {
+            return Err(Status::permission_denied(format!(
+                "worker {self} registered {address:?}: a worker with a certificate must \
+                 listen on https://, with --listen https://HOST:PORT"
+            )));
+        }
+        Ok(())
     }
 
     /// Reports whether the caller may see `process` at all.

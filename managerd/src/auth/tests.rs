@@ -185,3 +185,20 @@ fn worker_certificates_bind_their_id() {
         .unwrap();
     assert!(local.may_be_worker("any").is_ok());
 }
+
+#[test]
+fn certificate_workers_register_https_only() {
+    let worker = identify(&gate(false), certificate("w1"));
+    assert!(worker.may_register_at("https://127.0.0.1:50052").is_ok());
+    let error = worker.may_register_at("unix:///tmp/w1.sock").unwrap_err();
+    assert_eq!(error.code(), tonic::Code::PermissionDenied);
+    assert!(error.message().contains("https://"), "{}", error.message());
+}
+
+#[test]
+fn the_manager_certificate_is_no_client() {
+    let error = gate(false)
+        .identify(&certificate("herd-managerd"), &http::HeaderMap::new())
+        .unwrap_err();
+    assert_eq!(error.code(), tonic::Code::PermissionDenied);
+}
