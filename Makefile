@@ -1,7 +1,7 @@
 # Targets for the usual tasks; each is a thin wrapper so that the scripts
 # also work on a machine without make.
 
-.PHONY: build test demo run-manager run-worker clean
+.PHONY: build test demo packages run-manager run-worker clean
 
 build:
 	cargo build --release --workspace --bins
@@ -11,6 +11,11 @@ test:
 
 demo:
 	./scripts/demo.sh
+
+# The .deb and .rpm packages of herd-managerd, herd-workerd and herd, in
+# dist/; HERD_VERSION=0.1.1 make packages sets another version.
+packages:
+	./packaging/build.sh
 
 # A manager on the default socket, /run/herd/managerd.sock.
 run-manager: build

@@ -75,11 +75,11 @@ const BINARIES: [Binary; 3] = [
 ];
 
 /// Writes `DIR/man/NAME.SECTION` for each binary and each of its
-/// subcommands (`herd-run.1`, `herd-managerd-certs.8`; none of them has
-/// subcommands of its own), and one completion
-/// file per binary in `DIR/completions/{bash,zsh,fish}`, named as each shell
-/// looks it up. Removes what an earlier run left in those folders first, so
-/// a removed subcommand leaves no stale page behind.
+/// subcommands, such as `herd-run.1` and `herd-managerd-certs.8` (no
+/// subcommand has subcommands of its own). Writes one completion file per
+/// binary in `DIR/completions/{bash,zsh,fish}`, named as each shell looks it
+/// up. Removes what an earlier run left in those folders first, so a removed
+/// subcommand leaves no stale page behind.
 pub fn write_all(dir: &Path) -> anyhow::Result<()> {
     let man_dir = dir.join("man");
     recreate(&man_dir)?;

@@ -34,11 +34,11 @@ fn check_file<T: DeserializeOwned>(path: &Path) -> anyhow::Result<()> {
         )
     })?;
 
-    let shown: toml::Table =
+    let documented: toml::Table =
         toml::from_str(&all_on).with_context(|| format!("{} is not valid TOML", path.display()))?;
     let missing: Vec<String> = setting_names::<T>()?
         .into_iter()
-        .filter(|name| !shown.contains_key(name))
+        .filter(|name| !documented.contains_key(name))
         .collect();
     if !missing.is_empty() {
         anyhow::bail!(
@@ -122,8 +122,11 @@ mod tests {
         std::fs::write(&path, "#listen = \"unix:///run/herd/workerd.sock\"\n").unwrap();
         let error = check_file::<herd_workerd::config::File>(&path).unwrap_err();
         let message = format!("{error:#}");
-        assert!(message.contains("manager"), "{message}");
-        assert!(!message.contains("listen,"), "{message}");
+        assert!(
+            message.contains("does not show the settings manager, id, labels,"),
+            "{message}"
+        );
+        assert!(!message.contains("listen"), "{message}");
     }
 
     #[test]
