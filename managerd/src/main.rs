@@ -17,12 +17,18 @@ fn main() -> ExitCode {
         };
     }
     herd_proto::daemon::init_logging();
-    let result = config::Config::load(flags).and_then(|config| {
-        tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()?
-            .block_on(daemon::run(config))
-    });
+    let config = match config::Config::load(flags) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("herd-managerd: {error:#}");
+            return ExitCode::from(herd_proto::daemon::EXIT_CONFIG);
+        }
+    };
+    let result = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(anyhow::Error::from)
+        .and_then(|runtime| runtime.block_on(daemon::run(config)));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

@@ -18,6 +18,11 @@ use tonic::transport::server::Router;
 use crate::endpoint::Endpoint;
 use crate::peer::{Gate, Guarded};
 
+/// Exit status of a daemon whose flags or config file are invalid
+/// (EX_CONFIG in sysexits.h). The units do not restart on it, since a
+/// restart cannot fix the config.
+pub const EXIT_CONFIG: u8 = 78;
+
 /// Errors from loading a config file or binding a listener.
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -145,6 +150,8 @@ pub fn init_logging() {
     if stderr_is_journal()
         && let Ok(journal) = tracing_journald::layer()
     {
+        // Fields keep their own names, so `journalctl PROCESS_ID=ID` works.
+        let journal = journal.with_field_prefix(None);
         tracing_subscriber::registry()
             .with(filter())
             .with(journal)

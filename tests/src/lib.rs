@@ -68,9 +68,14 @@ impl Cluster {
 
     /// Like [`Cluster::start`], with workers that may run commands as root.
     pub fn start_allowing_root(ids: &[&str], lease: Duration) -> Cluster {
+        Cluster::start_with_worker_flags(ids, lease, &["--allow-root"])
+    }
+
+    /// Like [`Cluster::start`], with `flags` added to every worker's.
+    pub fn start_with_worker_flags(ids: &[&str], lease: Duration, flags: &[&str]) -> Cluster {
         let mut cluster = Cluster::start(&[], lease);
         for id in ids {
-            cluster.start_worker_with(id, &["--allow-root"]);
+            cluster.start_worker_with(id, flags);
         }
         for id in ids {
             cluster.wait_worker_state(id, "READY", Duration::from_secs(10));

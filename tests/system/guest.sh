@@ -46,7 +46,8 @@ check "the units start" systemctl start herd-managerd herd-workerd
 check "herd-managerd is active" test "$(systemctl is-active herd-managerd)" = active
 check "herd-workerd is active" test "$(systemctl is-active herd-workerd)" = active
 check "the herd group exists" getent group herd
-useradd --create-home --groups herd alice
+useradd --create-home alice
+check "alice joins the herd group" usermod --append --groups herd alice
 check "herd workers lists the host" wait_for 30 sh -c 'runuser -u alice -- herd workers | grep -q READY'
 host=$(hostname)
 check "the worker is named after the host" sh -c "runuser -u alice -- herd workers | grep -q '$host'"
@@ -74,8 +75,10 @@ check "terminate ends the tree" wait_for 20 state_is pids ABORTED
 check "the command's cgroup is removed" wait_for 10 test ! -d "$pids_cgroup"
 check "no process of the tree is left" sh -c '! pgrep -x -u herd-run sleep'
 
-check "journald has structured process ids" \
-  sh -c 'journalctl -u herd-workerd -o verbose | grep -q "PROCESS_ID=pids"'
+check "journalctl finds a process by PROCESS_ID" \
+  sh -c 'journalctl -u herd-workerd PROCESS_ID=pids | grep -q "sandbox started"'
+check "commands cannot run as the manager's user" sh -c '! runuser -u alice -- herd run --user herd -- true'
+check "the worker's spool is root's alone" test "$(stat -c %U:%a /var/lib/herd-workerd)" = root:700
 
 # Stop and restart.
 as_alice run -d --id long -- sh -c 'sleep 300 & sleep 300' >/dev/null
@@ -102,7 +105,7 @@ check "the records are kept" wait_for 20 sh -c "test \"\$(herd ps -a -q | sort)\
 
 # Purge removes state and config.
 check "apt purges the packages" apt-get purge -y -q herd herd-managerd herd-workerd
-check "the state is gone" test ! -e /var/lib/herd
+check "the state is gone" test ! -e /var/lib/herd -a ! -e /var/lib/herd-workerd
 check "the config is gone" test ! -e /etc/herd
 check "no unit is left running" sh -c '! systemctl is-active -q herd-managerd herd-workerd'
 echo "all $step checks passed"

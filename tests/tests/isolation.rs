@@ -68,7 +68,11 @@ fn command_runs_unprivileged() {
     if !can_run() {
         return;
     }
-    let cluster = Cluster::start_allowing_root(&["w1"], LEASE);
+    let cluster = Cluster::start_with_worker_flags(
+        &["w1"],
+        LEASE,
+        &["--allow-root", "--allow-user", "1234:4321"],
+    );
     let caps = cluster.herd_ok(&[
         "run",
         "--",
@@ -196,4 +200,25 @@ fn root_needs_the_worker_to_allow_it() {
     }
     let status = cluster.herd_ok(&["ps", "--all", "--output", "json"]);
     assert!(!status.contains("\"COMPLETED\""), "{status}");
+}
+
+#[test]
+fn other_users_need_the_worker_to_allow_them() {
+    if !can_run() {
+        return;
+    }
+    let cluster = Cluster::start(&["w1"], LEASE);
+    for user in ["1234:4321", "daemon"] {
+        let output = cluster.herd(&["run", "--user", user, "--", "id"]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(125), "{user}: {stderr}");
+        assert!(
+            stderr.contains("not allowed on this worker"),
+            "{user}: {stderr}"
+        );
+    }
+    assert_eq!(
+        cluster.herd_ok(&["run", "--user", "nobody", "--", "id", "-u"]),
+        "65534\n"
+    );
 }

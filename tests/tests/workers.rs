@@ -165,7 +165,7 @@ fn invalid_worker_id_exits_at_start() {
         .args(["--id", "a/b", "--manager", "unix:///nonexistent/m.sock"])
         .output()
         .unwrap();
-    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(output.status.code(), Some(78));
     assert!(String::from_utf8_lossy(&output.stderr).contains("invalid --id \"a/b\""));
 }
 

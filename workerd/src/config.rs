@@ -18,7 +18,7 @@ const DEFAULT_MANAGER: &str = "unix:///run/herd/managerd.sock";
 const DEFAULT_CGROUP_PARENT: &str = "herd";
 /// The unprivileged user present on every Debian and Fedora system.
 const DEFAULT_USER: &str = "nobody";
-const DEFAULT_STATE_DIR: &str = "/var/lib/herd/workerd";
+const DEFAULT_STATE_DIR: &str = "/var/lib/herd-workerd";
 /// Where the manager keeps its join token on a host of both.
 const DEFAULT_JOIN_TOKEN: &str = "/var/lib/herd/join-token";
 const DEFAULT_MANAGER_NAME: &str = "herd-managerd";
@@ -60,8 +60,13 @@ pub struct Flags {
     /// are rejected, because root in a sandbox can write the host's files
     #[arg(long)]
     pub allow_root: bool,
+    /// Another user (NAME, UID or UID:GID) requests may name besides the
+    /// default user; repeatable. Others are rejected, because a command
+    /// runs with that user's rights on the host's files and sockets
+    #[arg(long = "allow-user", value_name = "USER")]
+    pub allowed_users: Vec<String>,
     /// Folder for the worker's state, such as its output spool
-    /// [default: /var/lib/herd/workerd]
+    /// [default: /var/lib/herd-workerd]
     #[arg(long)]
     pub state_dir: Option<PathBuf>,
     /// Output of one command spooled on disk beyond what the manager has
@@ -116,6 +121,8 @@ pub struct File {
     pub spool_limit: Option<String>,
     #[serde(default)]
     pub allow_root: bool,
+    #[serde(default)]
+    pub allowed_users: Vec<String>,
     pub tls_ca: Option<PathBuf>,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
@@ -140,6 +147,8 @@ pub struct Config {
     pub state_dir: PathBuf,
     pub spool_limit: u64,
     pub allow_root: bool,
+    /// Users requests may name besides the default user.
+    pub allowed_users: Vec<String>,
     pub tls: Option<TlsFiles>,
     pub join_token_file: PathBuf,
     pub manager_name: String,
@@ -218,6 +227,12 @@ impl Config {
             anyhow::bail!("invalid --spool-limit (spool_limit) {spool_limit}: use at least 1m");
         }
         let allow_root = flags.allow_root || file.allow_root;
+        let mut allowed_users = file.allowed_users;
+        allowed_users.extend(flags.allowed_users);
+        for user in &allowed_users {
+            crate::sandbox::identity::resolve(user)
+                .with_context(|| format!("invalid --allow-user (allowed_users) {user:?}"))?;
+        }
         let manager: Endpoint = manager.parse().context("invalid --manager")?;
         let listen: Endpoint = listen.parse().context("invalid --listen")?;
         let allow_plaintext = flags.allow_plaintext || file.allow_plaintext;
@@ -237,6 +252,7 @@ impl Config {
                 flags.socket_group.or(file.socket_group),
             )?,
             allow_root,
+            allowed_users,
             state_dir,
             spool_limit,
             id,

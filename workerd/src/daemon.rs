@@ -53,8 +53,10 @@ async fn run_locked(config: &Config, layout: &Layout) -> anyhow::Result<()> {
         default_user: config.default_user.clone(),
         rlimits: config.rlimits.clone(),
         allow_root: config.allow_root,
+        allowed_users: config.allowed_users.clone(),
     };
     let runner = Runner::new(layout.clone(), settings);
+    private_folder(&config.state_dir)?;
     // One folder per worker id, so workers sharing a state folder never
     // remove each other's spools.
     let spool = config.state_dir.join("spool").join(&config.id);
@@ -132,6 +134,31 @@ async fn run_locked(config: &Config, layout: &Layout) -> anyhow::Result<()> {
     // Only a socket this worker bound is removed, never another's.
     daemon::remove_socket(&config.listen);
     Ok(())
+}
+
+/// Creates the state folder if needed and makes it root's alone (0700):
+/// the spool holds every command's output, and the worker, as root, must
+/// not follow links that another user planted there.
+fn private_folder(dir: &std::path::Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("failed to create the state folder {}", dir.display()))?;
+    let metadata = std::fs::symlink_metadata(dir)
+        .with_context(|| format!("failed to read {}", dir.display()))?;
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    if !metadata.is_dir() || metadata.uid() != euid {
+        anyhow::bail!(
+            "the state folder {} is not a folder owned by this worker's user; \
+             remove it or give another --state-dir",
+            dir.display()
+        );
+    }
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("failed to make {} private", dir.display()))
 }
 
 /// Takes an exclusive flock on the worker's first parent cgroup folder, or

@@ -15,15 +15,21 @@ fn main() -> ExitCode {
     }
     let flags = config::Flags::parse();
     herd_proto::daemon::init_logging();
-    let result = config::Config::load(flags).and_then(|config| {
-        tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            // Blocking threads serve bursts of cgroup work; let them go soon
-            // after, so an idle worker holds few threads.
-            .thread_keep_alive(std::time::Duration::from_secs(2))
-            .build()?
-            .block_on(daemon::run(config))
-    });
+    let config = match config::Config::load(flags) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("herd-workerd: {error:#}");
+            return ExitCode::from(herd_proto::daemon::EXIT_CONFIG);
+        }
+    };
+    let result = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        // Blocking threads serve bursts of cgroup work; let them go soon
+        // after, so an idle worker holds few threads.
+        .thread_keep_alive(std::time::Duration::from_secs(2))
+        .build()
+        .map_err(anyhow::Error::from)
+        .and_then(|runtime| runtime.block_on(daemon::run(config)));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

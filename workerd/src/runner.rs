@@ -61,6 +61,8 @@ pub struct Settings {
     pub rlimits: Vec<Rlimit>,
     /// Whether commands may run as root.
     pub allow_root: bool,
+    /// Users requests may name besides `default_user`, as configured.
+    pub allowed_users: Vec<String>,
 }
 
 /// Starts and tracks the sandboxes of this worker.
@@ -130,10 +132,18 @@ impl Runner {
         };
         let identity =
             identity::resolve(user).map_err(|error| RunError::Invalid(error.to_string()))?;
-        if (identity.uid == 0 || identity.gid == 0) && !self.settings.allow_root {
+        let root = identity.uid == 0 || identity.gid == 0;
+        if root && !self.settings.allow_root {
             return Err(RunError::Invalid(format!(
                 "user {user:?} is root, which this worker does not allow; \
                  run as another user, or start the worker with --allow-root"
+            )));
+        }
+        if !root && !self.user_allowed(&identity) {
+            return Err(RunError::Invalid(format!(
+                "user {user:?} is not allowed on this worker: commands run as {:?} unless \
+                 the worker's allowed_users (--allow-user) names another",
+                self.settings.default_user
             )));
         }
         Ok(build_spec(
@@ -512,6 +522,19 @@ fn spawn_failed(message: String) -> ExitStatus {
 
 /// Builds the spec: the environment is PATH, HOME and TERM, then the
 /// request's variables, which may replace those three.
+impl Runner {
+    /// Reports whether `identity` is the default user or one the worker
+    /// allows. Names resolve anew each time, as the user database may
+    /// change.
+    fn user_allowed(&self, identity: &identity::Identity) -> bool {
+        let same = |user: &str| {
+            identity::resolve(user)
+                .is_ok_and(|allowed| (allowed.uid, allowed.gid) == (identity.uid, identity.gid))
+        };
+        same(&self.settings.default_user) || self.settings.allowed_users.iter().any(|u| same(u))
+    }
+}
+
 fn build_spec(
     process_id: &str,
     command: &Command,

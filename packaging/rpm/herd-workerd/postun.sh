@@ -8,6 +8,6 @@ if [ -d /run/systemd/system ]; then
     systemctl daemon-reload >/dev/null 2>&1 || :
 fi
 
-# An erase keeps the worker's state in /var/lib/herd/workerd, as Fedora
+# An erase keeps the worker's state in /var/lib/herd-workerd, as Fedora
 # packages keep their data; rpm saves an edited workerd.toml as
 # workerd.toml.rpmsave.
