@@ -16,6 +16,11 @@ pub fn ready(status: &str) {
     notify(&[NotifyState::Ready, NotifyState::Status(status)]);
 }
 
+/// Updates the one-line status `systemctl status` shows.
+pub fn status(status: &str) {
+    notify(&[NotifyState::Status(status)]);
+}
+
 /// Reports that the daemon is shutting down.
 pub fn stopping() {
     notify(&[NotifyState::Stopping, NotifyState::Status("stopping")]);

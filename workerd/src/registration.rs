@@ -86,6 +86,7 @@ async fn register(
         match try_register(manager, identity, journals).await {
             Ok(registered) => {
                 tracing::info!(worker_id = %identity.id, manager = %manager.endpoint, "registered with manager");
+                herd_proto::systemd::status(&format!("registered with {}", manager.endpoint));
                 return registered;
             }
             Err(error) => {
