@@ -16,7 +16,7 @@ pub const DEFAULT_ADDR: &str = "unix:///run/herd/managerd.sock";
 
 pub type Client = ProcessManagementServiceClient<Channel>;
 
-/// Where the manager is, and the TLS files for an `https://` endpoint.
+/// The manager's endpoint, and the TLS files for an `https://` one.
 #[derive(Debug, Clone)]
 pub struct Target {
     pub addr: String,
@@ -68,8 +68,8 @@ pub async fn connect(target: &Target) -> anyhow::Result<Client> {
 
 /// Makes one health check over a new TLS connection. With TLS 1.3 the
 /// server judges the client's certificate after the client considers the
-/// handshake done, so a refusal shows only on the first call; this call
-/// turns it into an error that says so.
+/// handshake done, so a rejection shows only on the first call. This call
+/// turns it into an error that names the cause.
 async fn check_handshake(endpoint: &Endpoint, channel: Channel) -> anyhow::Result<()> {
     let request = HealthCheckRequest {
         service: String::new(),

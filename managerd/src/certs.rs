@@ -20,7 +20,7 @@ use time::{Duration, OffsetDateTime};
 /// The common name of the manager's certificate, which workers check.
 pub const MANAGER_NAME: &str = "herd-managerd";
 
-/// Names every certificate in a first setup answers to, so a local manager
+/// Names every certificate in a first setup is valid for, so a local manager
 /// and local workers can reach each other.
 const LOCAL_NAMES: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
 
@@ -57,7 +57,7 @@ pub struct Certs {
     pub days: u32,
 }
 
-/// What a certificate is for.
+/// The purpose of a certificate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     /// Serves TLS and calls workers.

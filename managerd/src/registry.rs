@@ -61,7 +61,7 @@ pub struct Constraints {
     pub excluded: Vec<String>,
 }
 
-/// How the manager reaches workers: its TLS files for `https://` workers,
+/// The manager's links to workers: its TLS files for `https://` workers,
 /// and the join token for the others.
 #[derive(Debug, Default, Clone)]
 pub struct Links {

@@ -37,9 +37,9 @@ pub const MIN_CPUS: f64 = 0.01;
 pub const MAX_CPUS: f64 = 1024.0;
 /// Most labels a request may select workers by.
 pub const MAX_LABELS: usize = 64;
-/// Longest label key or value, in bytes.
+/// Maximum length of a label key or value, in bytes.
 pub const MAX_LABEL_BYTES: usize = 256;
-/// Longest time a request may wait for a worker: one day.
+/// Maximum time a request may wait for a worker: one day.
 pub const MAX_QUEUE_TIMEOUT_MS: u64 = 24 * 3600 * 1000;
 /// Characters of a client's value that an error message repeats, so that a
 /// huge value cannot make a huge message.

@@ -186,8 +186,8 @@ pub enum Listener {
     Tls(ReceiverStream<io::Result<TlsStream<TcpStream>>>),
 }
 
-/// Who may open a daemon's unix socket: its mode, and the group that owns
-/// it (the daemon's own group when `None`).
+/// Access to a daemon's unix socket: its mode, and the group that owns it
+/// (the daemon's own group when `None`).
 #[derive(Debug, Clone, Copy)]
 pub struct SocketAccess {
     pub mode: u32,

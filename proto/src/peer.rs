@@ -24,7 +24,7 @@ pub const TOKEN_HEADER: &str = "x-herd-join-token";
 /// Bytes of randomness in a generated join token.
 const TOKEN_BYTES: usize = 32;
 
-/// What the transport proves about the caller.
+/// The caller's identity as the transport proves it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Peer {
     /// A local process on the unix socket, by its credentials.

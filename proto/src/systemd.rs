@@ -3,8 +3,8 @@
 //! call does nothing.
 //!
 //! The environment is left as it is, because changing it in a threaded
-//! process is unsound; commands never see it anyway, since each sandbox
-//! starts with a clean environment.
+//! process is unsound. Commands never see it, since each sandbox starts
+//! with a clean environment.
 
 use std::time::Duration;
 

@@ -103,7 +103,7 @@ impl TlsFiles {
     pub const SETTINGS: &str = "tls_ca, tls_cert and tls_key (--tls-ca, --tls-cert, --tls-key)";
 
     /// Groups three settings (CA, certificate, key), which are set all
-    /// together or not at all; `names` says which settings, for the error.
+    /// together or not at all. The error names them as `names` gives.
     pub fn from_settings(
         names: &str,
         ca: Option<PathBuf>,
@@ -120,14 +120,15 @@ impl TlsFiles {
     /// Builds the settings `https://` servers use: TLS 1.3 only, and a
     /// client certificate signed by the CA is required.
     pub fn server_config(&self) -> Result<Arc<ServerConfig>, TlsError> {
-        let roots = Arc::new(self.roots()?);
+        let ca = read_certificates(&self.ca)?;
+        let roots = Arc::new(self.roots(&ca)?);
         let verifier = WebPkiClientVerifier::builder_with_provider(roots, provider())
             .build()
             .map_err(|error| TlsError::Verifier {
                 path: self.ca.clone(),
                 message: error.to_string(),
             })?;
-        let (chain, key) = self.identity()?;
+        let (chain, key) = self.identity(&ca)?;
         let mut config = ServerConfig::builder_with_provider(provider())
             .with_protocol_versions(&[&rustls::version::TLS13])
             .map_err(|source| self.setup_error(source))?
@@ -149,7 +150,8 @@ impl TlsFiles {
     /// cannot stand in for another (a worker for the manager, or for
     /// another worker).
     pub fn client_config_for(&self, expected: Option<&str>) -> Result<Arc<ClientConfig>, TlsError> {
-        let roots = Arc::new(self.roots()?);
+        let ca = read_certificates(&self.ca)?;
+        let roots = Arc::new(self.roots(&ca)?);
         let verifier = WebPkiServerVerifier::builder_with_provider(roots, provider())
             .build()
             .map_err(|error| TlsError::Verifier {
@@ -163,7 +165,7 @@ impl TlsFiles {
             }),
             None => verifier,
         };
-        let (chain, key) = self.identity()?;
+        let (chain, key) = self.identity(&ca)?;
         let mut config = ClientConfig::builder_with_provider(provider())
             .with_protocol_versions(&[&rustls::version::TLS13])
             .map_err(|source| self.setup_error(source))?
@@ -175,10 +177,10 @@ impl TlsFiles {
         Ok(Arc::new(config))
     }
 
-    fn roots(&self) -> Result<RootCertStore, TlsError> {
+    fn roots(&self, ca: &[CertificateDer<'static>]) -> Result<RootCertStore, TlsError> {
         let mut roots = RootCertStore::empty();
-        for cert in read_certificates(&self.ca)? {
-            roots.add(cert).map_err(|source| TlsError::Ca {
+        for cert in ca {
+            roots.add(cert.clone()).map_err(|source| TlsError::Ca {
                 path: self.ca.clone(),
                 source: Box::new(source),
             })?;
@@ -186,9 +188,12 @@ impl TlsFiles {
         Ok(roots)
     }
 
-    fn identity(&self) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
+    fn identity(
+        &self,
+        ca: &[CertificateDer<'static>],
+    ) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
         let chain = read_certificates(&self.cert)?;
-        self.check_own(&chain[0])?;
+        self.check_own(&chain[0], ca)?;
         let pem = read(&self.key)?;
         let key = PrivateKeyDer::from_pem_slice(&pem).map_err(|_| TlsError::NoKey {
             path: self.key.clone(),
@@ -196,10 +201,13 @@ impl TlsFiles {
         Ok((chain, key))
     }
 
-    /// Checks this side's certificate before any peer sees it: valid now,
-    /// and issued by the CA, so a setup that no peer could accept fails at
-    /// start.
-    fn check_own(&self, cert: &CertificateDer<'_>) -> Result<(), TlsError> {
+    /// Checks this side's certificate at start: it must be valid now and
+    /// issued by the CA, because no peer could accept it otherwise.
+    fn check_own(
+        &self,
+        cert: &CertificateDer<'_>,
+        ca: &[CertificateDer<'_>],
+    ) -> Result<(), TlsError> {
         let bad = || TlsError::NoCertificate {
             path: self.cert.clone(),
         };
@@ -212,7 +220,7 @@ impl TlsFiles {
                 to: validity.not_after.to_string(),
             });
         }
-        let issued_by_ca = read_certificates(&self.ca)?.iter().any(|ca| {
+        let issued_by_ca = ca.iter().any(|ca| {
             x509_parser::parse_x509_certificate(ca.as_ref())
                 .is_ok_and(|(_, ca)| parsed.verify_signature(Some(ca.public_key())).is_ok())
         });
@@ -431,7 +439,7 @@ mod tests {
     }
 
     #[test]
-    fn a_file_without_pem_is_named() {
+    fn file_without_pem_is_named() {
         let dir = tempfile::tempdir().unwrap();
         let ca = dir.path().join("ca.pem");
         std::fs::write(&ca, "not a certificate").unwrap();

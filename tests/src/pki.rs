@@ -64,6 +64,15 @@ impl Pki {
         ]
     }
 
+    /// Returns the TLS files of client `name`.
+    pub fn client_files(&self, name: &str) -> herd_proto::tls::TlsFiles {
+        herd_proto::tls::TlsFiles {
+            ca: self.dir.join("ca.pem"),
+            cert: self.dir.join(format!("client-{name}.pem")),
+            key: self.dir.join(format!("client-{name}-key.pem")),
+        }
+    }
+
     /// Daemon flags for the manager's (`manager`) or a worker's
     /// (`worker-ID`) certificate.
     pub fn flags(&self, file: &str) -> Vec<String> {
@@ -132,8 +141,8 @@ fn read(path: &Path) -> String {
 }
 
 /// Opens TLS to `port` on loopback with `config`, sends the HTTP/2
-/// preface and reads the server's answer. Returns the error that ended the
-/// connection, or `Ok` when the server answered, which it does only after
+/// preface and reads the server's reply. Returns the error that ended the
+/// connection, or `Ok` when the server replied, which it does only after
 /// it accepted the client's certificate.
 pub fn probe(port: u16, config: Arc<ClientConfig>) -> Result<(), String> {
     let name = ServerName::try_from("localhost").unwrap();

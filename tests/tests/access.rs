@@ -101,6 +101,18 @@ impl Secure {
         (secure, id)
     }
 
+    /// Starts worker `id` with worker w1's certificate, listening on https
+    /// on a free port, with `extra` flags; returns its https endpoint.
+    fn start_tls_worker(&mut self, id: &str, extra: &[&str]) -> String {
+        let https = format!("https://127.0.0.1:{}", free_port());
+        let mut flags = vec!["--listen".to_owned(), https.clone()];
+        flags.extend(self.pki.flags("worker-w1"));
+        flags.extend(extra.iter().map(|flag| (*flag).to_owned()));
+        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+        self.cluster.start_worker_with(id, &flags);
+        https
+    }
+
     /// Starts worker w1 on the unix socket, with the join token.
     fn start_local_worker(&mut self) {
         self.cluster.start_worker("w1");
@@ -160,7 +172,7 @@ fn handshake_rejects_bad_certificates() {
             "{case}: {error}"
         );
     }
-    // The same handshake with a valid certificate gets an answer.
+    // The same handshake with a valid certificate gets a reply.
     probe(
         secure.port,
         secure.pki.client_config(Some((&secure.pki, "alice"))),
@@ -188,17 +200,8 @@ fn mutual_tls_runs_a_command() {
         return;
     }
     let mut secure = Secure::start();
-    let worker_port = free_port();
-    let worker_https = format!("https://127.0.0.1:{worker_port}");
-    let mut extra = vec![
-        "--manager".to_owned(),
-        secure.https.clone(),
-        "--listen".to_owned(),
-        worker_https,
-    ];
-    extra.extend(secure.pki.flags("worker-w1"));
-    let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
-    secure.cluster.start_worker_with("w1", &extra);
+    let manager = secure.https.clone();
+    secure.start_tls_worker("w1", &["--manager", &manager]);
     secure
         .cluster
         .wait_worker_state("w1", "READY", Duration::from_secs(10));
@@ -334,13 +337,7 @@ fn client_certificates_cannot_act_as_workers() {
     let mut secure = Secure::start();
     secure.start_local_worker();
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let tls = herd_proto::tls::TlsFiles {
-        ca: secure.pki.dir.join("ca.pem"),
-        cert: secure.pki.dir.join("client-alice.pem"),
-        key: secure.pki.dir.join("client-alice-key.pem"),
-    }
-    .client_config()
-    .unwrap();
+    let tls = secure.pki.client_files("alice").client_config().unwrap();
     let register = RegisterWorkerRequest {
         id: "w9".into(),
         address: "unix:///nonexistent.sock".into(),
@@ -387,24 +384,13 @@ fn tls_worker_rejects_client_certificates() {
         return;
     }
     let mut secure = Secure::start();
-    let worker_port = free_port();
-    let worker_https = format!("https://127.0.0.1:{worker_port}");
-    let mut extra = vec!["--listen".to_owned(), worker_https.clone()];
-    extra.extend(secure.pki.flags("worker-w1"));
-    let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
-    secure.cluster.start_worker_with("w1", &extra);
+    let worker_https = secure.start_tls_worker("w1", &[]);
     secure
         .cluster
         .wait_worker_state("w1", "READY", Duration::from_secs(10));
     secure.herd_ok_as("alice", &["run", "--", "true"]);
 
-    let tls = herd_proto::tls::TlsFiles {
-        ca: secure.pki.dir.join("ca.pem"),
-        cert: secure.pki.dir.join("client-boss.pem"),
-        key: secure.pki.dir.join("client-boss-key.pem"),
-    }
-    .client_config()
-    .unwrap();
+    let tls = secure.pki.client_files("boss").client_config().unwrap();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         let endpoint: Endpoint = worker_https.parse().unwrap();
@@ -424,10 +410,9 @@ fn worker_certificate_binds_its_id() {
         return;
     }
     let mut secure = Secure::start();
-    let mut extra = vec!["--manager".to_owned(), secure.https.clone()];
-    extra.extend(secure.pki.flags("worker-w1"));
-    let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
-    secure.cluster.start_worker_with("w2", &extra);
+    let manager = secure.https.clone();
+    // Worker w2 with the certificate of w1.
+    secure.start_tls_worker("w2", &["--manager", &manager]);
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while !secure.cluster.log("w2").contains("may act only as worker") {
         assert!(

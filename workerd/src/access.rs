@@ -119,7 +119,7 @@ mod tests {
     }
 
     #[test]
-    fn the_token_admits_and_a_wrong_one_does_not() {
+    fn token_admits_and_wrong_token_fails() {
         let (_dir, gate) = gate();
         let good = token_headers(&gate, None);
         assert!(gate.admit(EXECUTE, &good, &mut local_root()).is_ok());
@@ -146,7 +146,7 @@ mod tests {
     }
 
     #[test]
-    fn a_missing_token_file_is_named() {
+    fn missing_token_file_is_named() {
         let source = TokenSource::new("/nonexistent/join-token".into());
         let error = source.get().unwrap_err().to_string();
         assert!(error.contains("/nonexistent/join-token"), "{error}");

@@ -19,7 +19,7 @@ const DEFAULT_CGROUP_PARENT: &str = "herd";
 /// The unprivileged user present on every Debian and Fedora system.
 const DEFAULT_USER: &str = "nobody";
 const DEFAULT_STATE_DIR: &str = "/var/lib/herd-workerd";
-/// Where the manager keeps its join token on a host of both.
+/// The manager's join token file on a host that runs both daemons.
 const DEFAULT_JOIN_TOKEN: &str = "/var/lib/herd/join-token";
 const DEFAULT_MANAGER_NAME: &str = "herd-managerd";
 

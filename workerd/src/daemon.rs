@@ -137,7 +137,7 @@ async fn run_locked(config: &Config, layout: &Layout) -> anyhow::Result<()> {
 }
 
 /// Creates the state folder if needed and makes it root's alone (0700):
-/// the spool holds every command's output, and the worker, as root, must
+/// the spool contains every command's output, and the worker, as root, must
 /// not follow links that another user planted there.
 fn private_folder(dir: &std::path::Path) -> anyhow::Result<()> {
     use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};

@@ -31,7 +31,7 @@ pub struct Identity {
     pub labels: HashMap<String, String>,
 }
 
-/// How the worker reaches the manager: TLS settings for `https://`, and
+/// The worker's link to the manager: TLS settings for `https://`, and
 /// the join token for the other transports.
 #[derive(Debug, Clone)]
 pub struct ManagerLink {

@@ -54,7 +54,7 @@ pub struct Caller {
     sees_all: bool,
 }
 
-/// What a method needs of its caller.
+/// The access a method needs of its caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Need {
     /// Starting commands: admins and operators.
@@ -70,7 +70,7 @@ enum Need {
 }
 
 /// Maps a gRPC path to what its method needs. Unknown methods need a
-/// client role, and tonic answers them UNIMPLEMENTED.
+/// client role, and tonic returns UNIMPLEMENTED for them.
 fn need_of(path: &str) -> Need {
     let (service, method) = path
         .trim_start_matches('/')

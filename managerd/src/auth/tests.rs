@@ -158,7 +158,8 @@ fn owners_and_admins_touch_processes() {
     assert!(error.message().contains("bob"), "{}", error.message());
     assert!(alice.may_terminate(&bobs).is_err());
     assert!(alice.may_terminate(&process("alice")).is_ok());
-    assert!(boss.may_read(&bobs).is_ok() && boss.may_terminate(&bobs).is_ok());
+    assert!(boss.may_read(&bobs).is_ok());
+    assert!(boss.may_terminate(&bobs).is_ok());
     assert!(vera.may_read(&bobs).is_err());
     assert!(vera.may_terminate(&process("vera")).is_err());
 }
@@ -196,7 +197,7 @@ fn certificate_workers_register_https_only() {
 }
 
 #[test]
-fn the_manager_certificate_is_no_client() {
+fn manager_certificate_is_not_a_client() {
     let error = gate(false)
         .identify(&certificate("herd-managerd"), &http::HeaderMap::new())
         .unwrap_err();
